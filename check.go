@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// tokenAlgorithms is the allow-list of JWS algorithms an access token may be parsed with. Entra signs
+// with RS256; the other asymmetric ones are there in case it moves. "none" and HMAC are never
+// accepted. The signature is not verified either way (see [checkToken]).
+var tokenAlgorithms = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512,
+}
+
+// tokenClaims is what the checks learned from the access token: the "aud" value that matched the
+// expected audience and the "exp" time.
+type tokenClaims struct {
+	matchedAudience string
+	expiry          time.Time
+}
+
+// checkToken checks the token response before anything is written: token_type is Bearer (any case,
+// RFC 6749 section 7.1), the access token is a JWS compact JWT with no white space or control
+// characters, its "aud" (a string or an array, RFC 7519 section 4.1.3) holds audience (or audience
+// give or take one trailing slash), and its "exp" (seconds since the epoch) is after now. "nbf" and
+// "iat" are not checked: Entra backdates them and node clocks drift.
+//
+// The signature is not verified, on purpose: the token is for another API, and Microsoft says clients
+// must not validate such tokens (https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens);
+// it came over TLS from the authority. The check catches misconfiguration, not forgery.
+//
+// Errors name the claims they quote, never the token.
+func checkToken(resp *tokenResponse, audience string, now time.Time) (tokenClaims, error) {
+	if !strings.EqualFold(resp.TokenType, "Bearer") {
+		return tokenClaims{}, fmt.Errorf("token_type is %q, want \"Bearer\"", resp.TokenType)
+	}
+	auds, exp, err := parseTokenClaims(resp.AccessToken)
+	if err != nil {
+		return tokenClaims{}, err
+	}
+	i := slices.IndexFunc(auds, func(a string) bool { return sameAudience(a, audience) })
+	if i < 0 {
+		return tokenClaims{}, audienceError(auds, audience)
+	}
+	if exp.IsZero() {
+		return tokenClaims{}, errors.New("the token has no \"exp\" claim")
+	}
+	if !exp.After(now) {
+		return tokenClaims{}, fmt.Errorf("the token expired at %s, %s ago by this machine's clock: check the node's clock (NTP)",
+			exp.UTC().Format(time.RFC3339), now.Sub(exp).Round(time.Second))
+	}
+	return tokenClaims{matchedAudience: auds[i], expiry: exp}, nil
+}
+
+// parseTokenClaims decodes the payload of token, a JWS compact JWT, without verifying its signature,
+// and returns its "aud" values and its "exp" time (zero when absent).
+func parseTokenClaims(token string) (aud []string, exp time.Time, err error) {
+	if strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, time.Time{}, errors.New("the access token holds white space or control characters")
+	}
+	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
+	if err != nil {
+		return nil, time.Time{}, errors.New("the access token is not a signed JWT (an opaque or encrypted token for this resource?)")
+	}
+	var claims jwt.Claims
+	if err := parsed.UnsafeClaimsWithoutVerification(&claims); err != nil {
+		return nil, time.Time{}, errors.New("the access token's claims are not valid JSON with the registered claim types of RFC 7519")
+	}
+	if claims.Expiry != nil {
+		exp = claims.Expiry.Time()
+	}
+	return claims.Audience, exp, nil
+}
+
+// sameAudience reports whether aud equals want, or differs from it by one trailing slash: Entra issues
+// "https://management.azure.com/" for the resource "https://management.azure.com".
+func sameAudience(aud, want string) bool {
+	return aud == want || aud == want+"/" || aud+"/" == want
+}
+
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// audienceError explains a token whose "aud" values auds do not include want.
+func audienceError(auds []string, want string) error {
+	if len(auds) == 0 {
+		return fmt.Errorf("the token has no \"aud\" claim, want %q", want)
+	}
+	got := fmt.Sprintf("%q", auds[0])
+	if len(auds) > 1 {
+		got = fmt.Sprintf("%q", auds)
+	}
+	msg := fmt.Sprintf("the token's audience (aud) is %s, want %q (AZURE_RESOURCE, or BEARER_TOKEN_AUDIENCE when set)", got, want)
+	if slices.ContainsFunc(auds, guidPattern.MatchString) && !guidPattern.MatchString(want) {
+		msg += ": a GUID audience is the API's client ID, as in v2.0 access tokens (v1.0 tokens carry the App ID URI); if this API issues v2.0 tokens, set BEARER_TOKEN_AUDIENCE to that GUID"
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// entraError is Entra's error response
+// (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow#error-response,
+// the same shape on the v1 endpoint). Its text is one line: the HTTP status, the OAuth error, every AADSTS
+// code with a hint for the well-known ones, the first line of the description, the trace and correlation
+// IDs Microsoft support asks for, and the authority. Error responses hold no token or secret.
+type entraError struct {
+	Code          string          `json:"error"`
+	Description   string          `json:"error_description"`
+	ErrorCodes    json.RawMessage `json:"error_codes"` // numbers; decoded leniently by aadsts
+	Timestamp     string          `json:"timestamp"`
+	TraceID       string          `json:"trace_id"`
+	CorrelationID string          `json:"correlation_id"`
+	ErrorURI      string          `json:"error_uri"`
+
+	status    string // "401 Unauthorized"
+	authority string // scheme://host/ the request went to
+}
+
+// aadstsHints explains the AADSTS codes whose cause is well known
+// (https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes).
+var aadstsHints = map[int]string{
+	7000215: "wrong client secret: the service principal file's password must be the secret's Value, not its Secret ID",
+	7000222: "the client secret has expired: create a new one with \"az ad app credential reset --id <appId> --append\"",
+	700016:  "no application with this appId in the tenant: check appId and tenant",
+	90002:   "tenant not found: check tenant, or the tenant is in another cloud: set AZURE_AUTHORITY_HOST (e.g. https://login.microsoftonline.us/)",
+	500011:  "resource not found in the tenant: check AZURE_RESOURCE, exactly, trailing slash included",
+}
+
+// maxDescription bounds, in bytes, how much of error_description the message quotes.
+const maxDescription = 300
+
+var aadstsPattern = regexp.MustCompile(`AADSTS(\d{1,9})`)
+
+func (e *entraError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "entra id refused the token request: %s", e.status)
+	if e.Code != "" {
+		fmt.Fprintf(&b, ", error %q", e.Code)
+	}
+	for _, code := range e.aadsts() {
+		fmt.Fprintf(&b, ", AADSTS%d", code)
+		if hint := aadstsHints[code]; hint != "" {
+			fmt.Fprintf(&b, " (%s)", hint)
+		}
+	}
+	if d := e.firstDescriptionLine(); d != "" {
+		fmt.Fprintf(&b, ", description %q", d)
+	}
+	if e.TraceID != "" {
+		fmt.Fprintf(&b, ", trace ID %q", e.TraceID)
+	}
+	if e.CorrelationID != "" {
+		fmt.Fprintf(&b, ", correlation ID %q", e.CorrelationID)
+	}
+	if e.Timestamp != "" {
+		fmt.Fprintf(&b, ", timestamp %q", e.Timestamp)
+	}
+	fmt.Fprintf(&b, ", authority %q", e.authority)
+	return b.String()
+}
+
+// aadsts returns the AADSTS codes from error_codes or, when that is missing or not an array of
+// numbers, from the description's "AADSTS<n>:" prefixes.
+func (e *entraError) aadsts() []int {
+	var codes []int
+	if json.Unmarshal(e.ErrorCodes, &codes) == nil && len(codes) > 0 {
+		return codes
+	}
+	for _, m := range aadstsPattern.FindAllStringSubmatch(e.Description, 8) {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			codes = append(codes, n)
+		}
+	}
+	return codes
+}
+
+// firstDescriptionLine returns the description's first line (Entra separates lines with "\r\n"),
+// without its AADSTS prefix, which the message already has, cut to maxDescription bytes.
+func (e *entraError) firstDescriptionLine() string {
+	d, _, _ := strings.Cut(e.Description, "\n")
+	d = strings.TrimSpace(d)
+	if m := aadstsPattern.FindStringIndex(d); m != nil && m[0] == 0 {
+		d = strings.TrimSpace(strings.TrimPrefix(d[m[1]:], ":"))
+	}
+	if len(d) > maxDescription {
+		d = strings.ToValidUTF8(d[:maxDescription], "") + "…"
+	}
+	return d
+}

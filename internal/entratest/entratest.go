@@ -1,0 +1,272 @@
+// Package entratest is a stand-in for Microsoft Entra ID's token endpoint, for tests and the demo: a TLS
+// server on the loopback address, with a certificate from a test CA, that answers the client credentials
+// grant as Entra does and records every request it receives.
+//
+// It issues v1.0 access tokens: RS256 JWTs with "aud", "iss" (https://sts.windows.net/{tid}/), "tid",
+// "appid", "ver" 1.0, "iat", "nbf" and "exp", in a v1 response whose numbers are JSON strings. It refuses
+// what Entra refuses with Entra's error bodies: an unknown tenant (AADSTS90002), client (AADSTS700016)
+// or resource (AADSTS500011), a wrong client secret (AADSTS7000215), an expired one (AADSTS7000222).
+// Tests can queue other responses ([Server.Enqueue]) to play a throttling, failing or misbehaving Entra.
+package entratest
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// App is an application registration in the stand-in's tenant, with a client secret.
+type App struct {
+	ClientID      string
+	DisplayName   string
+	Secret        string
+	SecretExpired bool // answer AADSTS7000222 to the right secret
+}
+
+// Request is one request the server received.
+type Request struct {
+	Method string
+	Path   string
+	Query  string // the raw query, which should be empty: the secret belongs in the body
+	Header http.Header
+	Form   url.Values // the parsed form body
+}
+
+// Response is a canned answer, served instead of the normal one (see [Server.Enqueue]).
+type Response struct {
+	Status int
+	Header map[string]string // e.g. "Retry-After": "1"
+	Body   string
+	// Delay holds the response back, to test cancellation mid-request.
+	Delay time.Duration
+}
+
+// Server is a running stand-in. Its fields may be changed before the first request.
+type Server struct {
+	// URL is the authority host to give the program: https://127.0.0.1:port/.
+	URL string
+	// TenantID is the tenant's GUID; TenantDomain its domain name. Both are accepted in the path.
+	TenantID     string
+	TenantDomain string
+	// Apps are the registered applications, by client ID.
+	Apps map[string]App
+	// Audiences maps each known resource to the "aud" of the tokens issued for it.
+	Audiences map[string]string
+	// TokenLifetime is how long issued tokens are valid, from now; negative for expired tokens.
+	TokenLifetime time.Duration
+
+	srv      *httptest.Server
+	mu       sync.Mutex
+	requests []Request
+	queue    []Response
+}
+
+// Default registrations of a new Server.
+const (
+	DefaultTenantID     = "72f988bf-0000-4000-8000-00000000c0de"
+	DefaultTenantDomain = "contoso.onmicrosoft.com"
+	DefaultClientID     = "0c7d5e1a-1111-4222-8333-444455556666"
+	DefaultDisplayName  = "azure-rest-api-token-test"
+	DefaultSecret       = "Qx~8Q~not-a-real-secret.7dWvY_zKp0"
+	PrometheusResource  = "https://prometheus.monitor.azure.com"
+	ManagementResource  = "https://management.azure.com/"
+)
+
+// NewServer starts a stand-in on 127.0.0.1 with one tenant, [DefaultClientID]'s app, and the resources
+// [PrometheusResource] and [ManagementResource]. Close it when done.
+func NewServer() (*Server, error) {
+	leaf, err := serverCertificate()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		TenantID:     DefaultTenantID,
+		TenantDomain: DefaultTenantDomain,
+		Apps: map[string]App{DefaultClientID: {
+			ClientID: DefaultClientID, DisplayName: DefaultDisplayName, Secret: DefaultSecret,
+		}},
+		Audiences: map[string]string{
+			PrometheusResource: PrometheusResource,
+			ManagementResource: ManagementResource,
+		},
+		TokenLifetime: 3599 * time.Second,
+	}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	s.srv.TLS = newServerTLSConfig(leaf)
+	s.srv.StartTLS()
+	s.URL = s.srv.URL + "/"
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
+
+// Enqueue queues responses: each of the next requests gets the next of them instead of the normal
+// answer, and is recorded all the same.
+func (s *Server) Enqueue(rs ...Response) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = append(s.queue, rs...)
+}
+
+// Requests returns a copy of the requests received so far, in order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	_ = r.ParseForm()
+	s.mu.Lock()
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm})
+	var canned *Response
+	if len(s.queue) > 0 {
+		canned = &s.queue[0]
+		s.queue = s.queue[1:]
+	}
+	s.mu.Unlock()
+	if canned != nil {
+		if canned.Delay > 0 {
+			select {
+			case <-time.After(canned.Delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		for k, v := range canned.Header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(canned.Status)
+		_, _ = w.Write([]byte(canned.Body))
+		return
+	}
+	status, body := s.answer(r)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store, no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// answer plays Entra's v1 token endpoint for r, returning the status and JSON body.
+func (s *Server) answer(r *http.Request) (int, []byte) {
+	tenant, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/oauth2/token")
+	switch {
+	case !ok || r.Method != http.MethodPost:
+		return http.StatusNotFound, ErrorBody(http.StatusNotFound, "invalid_request", 900561, "The endpoint only accepts POST requests.")
+	case tenant != s.TenantID && tenant != s.TenantDomain:
+		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "invalid_request", 90002,
+			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+	case r.PostForm.Get("grant_type") != "client_credentials":
+		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+	}
+	app, ok := s.Apps[r.PostForm.Get("client_id")]
+	if !ok {
+		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "unauthorized_client", 700016,
+			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", r.PostForm.Get("client_id"), s.TenantDomain))
+	}
+	if len(r.PostForm["client_secret"]) != 1 || r.PostForm.Get("client_secret") != app.Secret {
+		return http.StatusUnauthorized, ErrorBody(http.StatusUnauthorized, "invalid_client", 7000215,
+			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", app.ClientID))
+	}
+	if app.SecretExpired {
+		return http.StatusUnauthorized, ErrorBody(http.StatusUnauthorized, "invalid_client", 7000222,
+			fmt.Sprintf("The provided client secret keys for app '%s' are expired.", app.ClientID))
+	}
+	resource := r.PostForm.Get("resource")
+	aud, ok := s.Audiences[resource]
+	if !ok {
+		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "invalid_resource", 500011,
+			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", resource, s.TenantDomain))
+	}
+	now := time.Now()
+	exp := now.Add(s.TokenLifetime)
+	token, err := SignToken(map[string]any{
+		"aud": aud, "iss": "https://sts.windows.net/" + s.TenantID + "/", "tid": s.TenantID,
+		"appid": app.ClientID, "appidacr": "1", "oid": app.ClientID, "sub": app.ClientID, "ver": "1.0",
+		"iat": now.Add(-5 * time.Minute).Unix(), "nbf": now.Add(-5 * time.Minute).Unix(), "exp": exp.Unix(),
+	})
+	if err != nil {
+		return http.StatusInternalServerError, ErrorBody(http.StatusInternalServerError, "server_error", 0, err.Error())
+	}
+	return http.StatusOK, TokenBody(token, "Bearer", resource, exp)
+}
+
+// TokenBody returns a v1 token response as Entra sends it: every number a JSON string.
+func TokenBody(token, tokenType, resource string, exp time.Time) []byte {
+	now := time.Now()
+	lifetime := strconv.FormatInt(int64(exp.Sub(now)/time.Second), 10)
+	b, _ := json.Marshal(map[string]string{
+		"token_type": tokenType, "expires_in": lifetime, "ext_expires_in": lifetime,
+		"expires_on": strconv.FormatInt(exp.Unix(), 10), "not_before": strconv.FormatInt(now.Unix(), 10),
+		"resource": resource, "access_token": token,
+	})
+	return b
+}
+
+// ErrorBody returns an Entra error response body for the AADSTS code (none when 0): error,
+// a multi-line error_description, error_codes, timestamp, trace_id, correlation_id and error_uri.
+func ErrorBody(status int, code string, aadsts int, description string) []byte {
+	traceID, correlationID := newGUID(), newGUID()
+	ts := time.Now().UTC().Format("2006-01-02 15:04:05Z")
+	e := map[string]any{
+		"error":          code,
+		"timestamp":      ts,
+		"trace_id":       traceID,
+		"correlation_id": correlationID,
+	}
+	if aadsts != 0 {
+		description = fmt.Sprintf("AADSTS%d: %s", aadsts, description)
+		e["error_codes"] = []int{aadsts}
+		e["error_uri"] = fmt.Sprintf("https://login.microsoftonline.com/error?code=%d", aadsts)
+	}
+	e["error_description"] = fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", description, traceID, correlationID, ts)
+	b, _ := json.Marshal(e)
+	return b
+}
+
+var (
+	signingKeyOnce sync.Once
+	signingKey     *rsa.PrivateKey
+	signingKeyErr  error
+)
+
+// SignToken returns a compact RS256 JWT with claims, signed by the stand-in's key, whose header names
+// a key ID as Entra's do.
+func SignToken(claims map[string]any) (string, error) {
+	signingKeyOnce.Do(func() { signingKey, signingKeyErr = rsa.GenerateKey(rand.Reader, 2048) })
+	if signingKeyErr != nil {
+		return "", signingKeyErr
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: signingKey},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "entratest"))
+	if err != nil {
+		return "", err
+	}
+	return jwt.Signed(signer).Claims(maps.Clone(claims)).Serialize()
+}
+
+// newGUID returns a random version 4 UUID, as Entra's trace and correlation IDs are.
+func newGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

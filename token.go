@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// getToken does the job, in the order that fails fastest and never sends a request that cannot succeed:
+// check the environment, that no token file exists, and the service principal file; make sure the token
+// file can be created; request the token; check it; publish the file. Its errors carry their exit status.
+func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
+	defer cancel()
+	if err := checkNoTokenFile(cfg.tokenFile); err != nil {
+		return err
+	}
+	sp, err := readServicePrincipal(cfg.credentialFile)
+	if err != nil {
+		return err
+	}
+	out, err := createPendingFile(cfg.tokenFile, cfg.fileMode)
+	if err != nil {
+		return withExit(exitWrite, err)
+	}
+	defer out.discard()
+
+	endpoint := v1TokenEndpoint(cfg.authority, sp.Tenant)
+	log.Info("requesting access token", "version", programVersion(), "display_name", sp.DisplayName,
+		"client_id", sp.AppID, "tenant", sp.Tenant, "resource", cfg.resource, "token_endpoint", endpoint)
+	resp, err := requestToken(ctx, newHTTPClient(), endpoint, clientSecretForm(sp, cfg.resource), log)
+	if err != nil {
+		return withExit(exitRequest, err)
+	}
+	claims, err := checkToken(resp, cfg.audience, time.Now())
+	if err != nil {
+		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
+	}
+	if err := out.publish(ctx, resp.AccessToken); err != nil {
+		return withExit(exitWrite, err)
+	}
+	log.Info("wrote access token", "display_name", sp.DisplayName, "client_id", sp.AppID,
+		"resource", cfg.resource, "audience", claims.matchedAudience, "expires", claims.expiry.UTC().Format(time.RFC3339),
+		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode))
+	return nil
+}
+
+// v1TokenEndpoint returns {authority}/{tenant}/oauth2/token, the Entra v1 token endpoint
+// (https://learn.microsoft.com/en-us/previous-versions/azure/active-directory/azuread-dev/v1-oauth2-client-creds-grant-flow).
+// authority's path ends in "/"; the tenant has passed checkTenant and is escaped all the same.
+func v1TokenEndpoint(authority *url.URL, tenant string) string {
+	return authority.JoinPath(tenant, "oauth2", "token").String()
+}
+
+// clientSecretForm returns the form of a v1 client credentials request: grant_type, client_id,
+// client_secret and resource. url.Values.Encode escapes each value exactly once, whatever it holds.
+func clientSecretForm(sp servicePrincipal, resource string) url.Values {
+	return url.Values{
+		"grant_type":    {"client_credentials"},
+		"client_id":     {sp.AppID},
+		"client_secret": {sp.Password},
+		"resource":      {resource},
+	}
+}
+
+// Limits of the exchange.
+const (
+	maxAttempts     = 4                // requests in all, the first included
+	attemptTimeout  = 30 * time.Second // for one request and its response body
+	maxResponseSize = 1 << 20          // bytes of response body read; a token response is a few KiB
+)
+
+// retryBaseDelay is the backoff before the second attempt; each later one doubles it, with jitter.
+// Tests shorten it.
+var retryBaseDelay = time.Second
+
+// newHTTPClient returns the client for the token request: proxies from HTTPS_PROXY and NO_PROXY, the
+// system's CAs (or SSL_CERT_FILE, SSL_CERT_DIR), TLS 1.2 or later, and no redirects, which would carry
+// the client secret to another URL.
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: attemptTimeout,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// tokenResponse is the part of a token endpoint response this program reads. The v1 endpoint sends
+// expires_in, expires_on, not_before and ext_expires_in as JSON strings and v2 as numbers; the token's own
+// "exp" claim is what counts, so they are not decoded at all and can never fail a run.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	entraError
+}
+
+// retryable marks a failed attempt that may succeed later. retryAfter is the server's Retry-After, zero
+// when it sent none.
+type retryable struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (r *retryable) Error() string { return r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
+
+// requestToken POSTs form to endpoint with client and returns the token response, retrying what
+// [retryable] marks up to maxAttempts in all. It waits Retry-After when the server sends one and an
+// exponential backoff otherwise, and gives up at once when that wait would pass ctx's deadline. Its
+// errors say why the last attempt failed and never hold the form or a response body.
+func requestToken(ctx context.Context, client *http.Client, endpoint string, form url.Values, log *slog.Logger) (*tokenResponse, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := postForm(ctx, client, endpoint, form)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("requesting access token from %q: %w", endpoint, context.Cause(ctx))
+		}
+		r, ok := errors.AsType[*retryable](err)
+		if !ok {
+			return nil, err
+		}
+		if attempt == maxAttempts {
+			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
+		}
+		delay := r.retryAfter
+		if delay == 0 {
+			delay = backoff(attempt)
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
+			left := time.Until(deadline).Round(time.Second)
+			if r.retryAfter > 0 {
+				return nil, fmt.Errorf("giving up: the server asked to retry after %s (Retry-After), past the deadline %s from now (BEARER_TOKEN_TIMEOUT): %w", delay, left, err)
+			}
+			return nil, fmt.Errorf("giving up after %d attempts, too little time left for another (BEARER_TOKEN_TIMEOUT): %w", attempt, err)
+		}
+		log.Warn("token request failed, retrying", "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+// backoff returns the wait after failed attempt n (1, 2, …) when the server sent no Retry-After:
+// retryBaseDelay doubled n-1 times, times a random factor in [0.75, 1.25) so that many pods restarted
+// together do not retry in step.
+func backoff(n int) time.Duration {
+	d := retryBaseDelay << (n - 1)
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// postForm makes one attempt: a form POST to endpoint, bounded by attemptTimeout, and the response read
+// through [interpretResponse]. Network errors are [retryable], except certificate errors, which will not
+// go away on their own.
+func postForm(ctx context.Context, client *http.Client, endpoint string, form url.Values) (*tokenResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("building token request for %q: %w", endpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "azure-rest-api-token/"+programVersion())
+	resp, err := client.Do(req)
+	if err != nil {
+		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			return nil, fmt.Errorf("sending token request: %w (to trust a private CA or a TLS-inspecting proxy, set SSL_CERT_FILE)", err)
+		}
+		return nil, &retryable{err: fmt.Errorf("sending token request: %w", err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
+	if err != nil {
+		return nil, &retryable{err: fmt.Errorf("reading token response from %q (HTTP %d): %w", endpoint, resp.StatusCode, err)}
+	}
+	if len(body) > maxResponseSize {
+		return nil, fmt.Errorf("reading token response from %q (HTTP %d): larger than %d bytes", endpoint, resp.StatusCode, maxResponseSize)
+	}
+	return interpretResponse(resp, body)
+}
+
+// retryableStatus holds the HTTP statuses worth another attempt: timeouts, throttling and server
+// errors (RFC 9110 section 15.6; Entra's own guidance to retry 429 and 5xx with backoff,
+// https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes#handling-error-codes-in-your-application).
+var retryableStatus = map[int]bool{
+	http.StatusRequestTimeout:      true,
+	http.StatusTooManyRequests:     true,
+	http.StatusInternalServerError: true,
+	http.StatusBadGateway:          true,
+	http.StatusServiceUnavailable:  true,
+	http.StatusGatewayTimeout:      true,
+}
+
+// interpretResponse turns resp, whose body has been read into body, into a token response or an error,
+// with the rigour of golang.org/x/oauth2's internal/token.go: a non-2xx status, a 2xx carrying "error",
+// and a 2xx without "access_token" all fail. Errors are [retryable] for retryableStatus and for
+// "temporarily_unavailable" (RFC 6749 section 4.1.2.1), whatever the status, and carry Retry-After.
+func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error) {
+	authority := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + "/"
+	var tr tokenResponse
+	jsonErr := json.Unmarshal(body, &tr)
+	tr.entraError.status = resp.Status
+	tr.entraError.authority = authority
+	var err error
+	switch {
+	case jsonErr != nil:
+		err = notJSONError(resp, len(body))
+	case resp.StatusCode < 200 || resp.StatusCode > 299 || tr.Code != "":
+		e := tr.entraError
+		err = &e
+	case tr.AccessToken == "":
+		err = fmt.Errorf("token response from %q (%s) has no access_token", authority, resp.Status)
+	default:
+		return &tr, nil
+	}
+	if retryableStatus[resp.StatusCode] || tr.Code == "temporarily_unavailable" {
+		return nil, &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	}
+	return nil, err
+}
+
+// notJSONError describes a response that is not JSON, such as a proxy's HTML error page or a plain-text
+// 429, by its status, media type and size: never by its content.
+func notJSONError(resp *http.Response, size int) error {
+	where := fmt.Sprintf("%s://%s/", resp.Request.URL.Scheme, resp.Request.URL.Host)
+	msg := fmt.Sprintf("token response from %q: %s, not JSON (Content-Type %q, %d bytes)", where, resp.Status, resp.Header.Get("Content-Type"), size)
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", resp.Header.Get("Location"))
+	case resp.StatusCode == http.StatusOK:
+		msg += ": cut short, or not from Entra"
+	case resp.StatusCode != http.StatusTooManyRequests:
+		msg += ": a proxy or gateway answered, not Entra?"
+	}
+	return errors.New(msg)
+}
+
+// parseRetryAfter returns the wait a Retry-After header value asks for, in delay-seconds or as an
+// HTTP-date (RFC 9110 section 10.2.3), relative to now; zero for an empty, invalid or past value.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
