@@ -43,7 +43,7 @@ var aadstsPattern = regexp.MustCompile(`AADSTS(\d{1,9})`)
 
 func (e *entraError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "entra id refused the token request: %s", e.status)
+	fmt.Fprintf(&b, "token request refused by Entra ID: %s", e.status)
 	if e.Code != "" {
 		fmt.Fprintf(&b, ", error %q", e.Code)
 	}

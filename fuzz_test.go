@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
+)
+
+// FuzzParseServicePrincipal: the service principal parser never panics, accepts only complete
+// credentials with a valid tenant, and never puts the password into an error.
+func FuzzParseServicePrincipal(f *testing.F) {
+	for _, seed := range []string{
+		`{"appId":"a","displayName":"d","password":"p4ssw0rd-secret","tenant":"contoso.com"}`,
+		"\xef\xbb\xbf" + `{"appId":"a","displayName":"d","password":"p4ssw0rd-secret","tenant":"t","name":"n"}`,
+		`{"appId":"a","displayName":"d","password":null,"tenant":"t","fileWithCertAndPrivateKey":"/x.pem"}`,
+		`{"clientId":"a","clientSecret":"p4ssw0rd-secret","tenantId":"t"}`,
+		`{"appId":"a","displayName":"d","password":p4ssw0rd-secret,"tenant":"t"}`,
+		`{"appId":"a","displayName":"d","password":12345678,"tenant":"t"}`,
+		"\xff\xfe{\x00}\x00",
+		`[]`, ``, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sp, err := parseServicePrincipal(data)
+		if err != nil {
+			if secret := passwordIn(data); len(secret) >= 6 && strings.Contains(err.Error(), secret) {
+				t.Fatalf("error %q holds the password %q", err, secret)
+			}
+			return
+		}
+		if sp.AppID == "" || sp.DisplayName == "" || sp.Password == "" || sp.Tenant == "" || checkTenant(sp.Tenant) != nil {
+			t.Fatalf("accepted an incomplete or invalid credential: %+v", sp)
+		}
+	})
+}
+
+// passwordIn returns what data holds as "password", as a string or as the raw text of any other value.
+func passwordIn(data []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), &m) != nil {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(m["password"], &s) == nil {
+		return s
+	}
+	return string(m["password"])
+}
+
+// FuzzInterpretResponse: whatever the status, headers and body of the token response, interpretResponse
+// never panics, succeeds only with an access token, and never puts the access token into an error.
+func FuzzInterpretResponse(f *testing.F) {
+	token, err := entratest.SignToken(map[string]any{"aud": "x"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(200, "", string(entratest.TokenBody(token, "Bearer", "r", time.Now())))
+	f.Add(200, "", `{"access_token":"tok-123456","token_type":"Bearer","expires_in":3599}`)
+	f.Add(400, "", string(entratest.ErrorBody(400, "invalid_request", 90002, "Tenant not found.")))
+	f.Add(401, "", `{"error":"invalid_client","error_codes":"x","error_description":"AADSTS7000215: bad\r\nTrace ID: 1"}`)
+	f.Add(200, "", `{"error":"temporarily_unavailable","access_token":"tok-123456"}`)
+	f.Add(429, "120", `Too many requests`)
+	f.Add(503, "Wed, 21 Oct 2015 07:28:00 GMT", `<html>`)
+	f.Add(302, "", ``)
+	f.Fuzz(func(t *testing.T, status int, retryAfter, body string) {
+		if status < 100 || status > 999 {
+			return
+		}
+		u, _ := url.Parse("https://login.example/t/oauth2/token")
+		resp := &http.Response{StatusCode: status, Status: http.StatusText(status), Header: http.Header{"Retry-After": {retryAfter}},
+			Body: io.NopCloser(strings.NewReader(body)), Request: &http.Request{URL: u}}
+		tr, err := interpretResponse(resp, []byte(body))
+		if err == nil {
+			if tr.AccessToken == "" {
+				t.Fatal("success without an access token")
+			}
+			return
+		}
+		// The error quotes the documented error fields, so a token that also stands in one of them is
+		// not a leak.
+		var m struct {
+			AccessToken string `json:"access_token"`
+			entraError
+		}
+		jsonErr := json.Unmarshal([]byte(body), &m)
+		quoted := m.Code + m.Description + m.TraceID + m.CorrelationID + m.Timestamp
+		if jsonErr == nil && len(m.AccessToken) >= 6 && strings.Contains(err.Error(), m.AccessToken) &&
+			!strings.Contains(quoted, m.AccessToken) {
+			t.Fatalf("error %q holds the access token", err)
+		}
+	})
+}
+
+// FuzzParseTokenClaims: the audience extraction never panics on any token, and its errors never hold
+// the token.
+func FuzzParseTokenClaims(f *testing.F) {
+	for _, claims := range []map[string]any{
+		{"aud": "https://prometheus.monitor.azure.com", "exp": 2000000000},
+		{"aud": []string{"a", "b"}},
+		{"aud": 42},
+		{"exp": "soon"},
+	} {
+		token, err := entratest.SignToken(claims)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(token)
+	}
+	f.Add("eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.")
+	f.Add("a.b.c")
+	f.Add("not a token")
+	f.Fuzz(func(t *testing.T, token string) {
+		aud, _, err := parseTokenClaims(token)
+		if err != nil {
+			if len(token) >= 6 && strings.Contains(err.Error(), token) {
+				t.Fatalf("error %q holds the token", err)
+			}
+			return
+		}
+		_ = audienceError(aud, "https://prometheus.monitor.azure.com")
+	})
+}

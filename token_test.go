@@ -1,0 +1,508 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
+)
+
+// TestRun drives the whole program, as the pod would, against the Entra stand-in: each case sets up
+// the world, runs, and checks the exit status, the output, the requests the stand-in received, and the
+// token file. Every failure must leave no file, and no output may hold the secret or a token.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range runCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			before := f.dirEntries()
+			out, err := f.run(t.Context())
+			t.Logf("output:\n%s", out)
+			f.checkNoSecrets(out)
+
+			if got := exitStatus(err); got != tc.wantExit {
+				t.Errorf("exit status = %d, want %d (error: %v)", got, tc.wantExit, err)
+			}
+			for _, want := range tc.wantOut {
+				if !strings.Contains(out, want) {
+					t.Errorf("output does not hold %q", want)
+				}
+			}
+			if got := len(f.srv.Requests()); got != tc.wantRequests {
+				t.Errorf("stand-in received %d requests, want %d", got, tc.wantRequests)
+			}
+			if tc.wantExit != 0 {
+				if diff := cmp.Diff(before, f.dirEntries()); diff != "" {
+					t.Errorf("token directory changed by a failed run (-want +got):\n%s", diff)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("error is not one line: %q", err)
+				}
+				return
+			}
+			checkTokenFile(t, f, tc.wantMode)
+			if tc.check != nil {
+				tc.check(t, f, out)
+			}
+		})
+	}
+}
+
+type runCase struct {
+	name         string
+	setup        func(f *fixture)
+	wantExit     int
+	wantOut      []string // substrings of the output
+	wantRequests int
+	wantMode     os.FileMode // of the token file; 0 means 0644
+	check        func(t *testing.T, f *fixture, out string)
+}
+
+// checkTokenFile checks what a successful run leaves: the token file alone in its directory, holding
+// exactly the access token the stand-in issued, with the wanted mode.
+func checkTokenFile(t *testing.T, f *fixture, wantMode os.FileMode) {
+	t.Helper()
+	if diff := cmp.Diff([]string{"token"}, f.dirEntries()); diff != "" {
+		t.Errorf("token directory (-want +got):\n%s", diff)
+	}
+	token, err := os.ReadFile(f.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(string(token), " \r\n\t") {
+		t.Errorf("token file holds white space: %q…", token[:min(len(token), 20)])
+	}
+	if _, err := jwt.ParseSigned(string(token), []jose.SignatureAlgorithm{jose.RS256}); err != nil {
+		t.Errorf("token file does not hold a JWT: %v", err)
+	}
+	if wantMode == 0 {
+		wantMode = 0o644
+	}
+	if got := fileMode(t, f.tokenFile); got != wantMode {
+		t.Errorf("token file mode = %04o, want %04o", got, wantMode)
+	}
+}
+
+// wantForm checks that the one request the stand-in received is the v1 client credentials request,
+// with every field byte-exact.
+func wantForm(tenant, resource string) func(t *testing.T, f *fixture, out string) {
+	return func(t *testing.T, f *fixture, out string) {
+		t.Helper()
+		reqs := f.srv.Requests()
+		r := reqs[len(reqs)-1]
+		want := url.Values{
+			"grant_type":    {"client_credentials"},
+			"client_id":     {entratest.DefaultClientID},
+			"client_secret": {f.secret},
+			"resource":      {resource},
+		}
+		if diff := cmp.Diff(want, r.Form); diff != "" {
+			t.Errorf("form (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff("POST /"+tenant+"/oauth2/token ?", r.Method+" "+r.Path+" ?"+r.Query); diff != "" {
+			t.Errorf("request line (-want +got):\n%s", diff)
+		}
+		if got := r.Header.Get("Content-Type"); got != "application/x-www-form-urlencoded" {
+			t.Errorf("Content-Type = %q", got)
+		}
+	}
+}
+
+// tokenFor returns a stand-in-signed JWT with these claims over a valid default set.
+func tokenFor(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	all := map[string]any{
+		"aud": entratest.PrometheusResource, "iss": "https://sts.windows.net/" + entratest.DefaultTenantID + "/",
+		"tid": entratest.DefaultTenantID, "appid": entratest.DefaultClientID, "ver": "1.0",
+		"iat": time.Now().Unix(), "nbf": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	}
+	for k, v := range claims {
+		if v == nil {
+			delete(all, k)
+		} else {
+			all[k] = v
+		}
+	}
+	token, err := entratest.SignToken(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// okBody is a 200 response carrying token as a v1 response does.
+func okBody(token, tokenType string) entratest.Response {
+	return entratest.Response{Status: 200, Header: map[string]string{"Content-Type": "application/json"},
+		Body: string(entratest.TokenBody(token, tokenType, entratest.PrometheusResource, time.Now().Add(time.Hour)))}
+}
+
+func jsonResponse(status int, body string, header ...string) entratest.Response {
+	h := map[string]string{"Content-Type": "application/json; charset=utf-8"}
+	for i := 0; i+1 < len(header); i += 2 {
+		h[header[i]] = header[i+1]
+	}
+	return entratest.Response{Status: status, Header: h, Body: body}
+}
+
+func errorResponse(status int, code string, aadsts int, header ...string) entratest.Response {
+	return jsonResponse(status, string(entratest.ErrorBody(status, code, aadsts, "Something went wrong.")), header...)
+}
+
+func runCases() []runCase {
+	setEnv := func(kv ...string) func(f *fixture) {
+		return func(f *fixture) {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i+1] == "" {
+					delete(f.env, kv[i])
+				} else {
+					f.env[kv[i]] = kv[i+1]
+				}
+			}
+		}
+	}
+	enqueue := func(rs ...entratest.Response) func(f *fixture) {
+		return func(f *fixture) { f.srv.Enqueue(rs...) }
+	}
+	sp := func(fields map[string]any) func(f *fixture) {
+		return func(f *fixture) { f.writeServicePrincipal(fields) }
+	}
+	spBytes := func(b []byte) func(f *fixture) {
+		return func(f *fixture) { f.writeServicePrincipalBytes(b) }
+	}
+	validSP := func(changes map[string]any) map[string]any {
+		m := map[string]any{
+			"appId": entratest.DefaultClientID, "displayName": entratest.DefaultDisplayName,
+			"password": entratest.DefaultSecret, "tenant": entratest.DefaultTenantID,
+		}
+		for k, v := range changes {
+			if v == "-" {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	utf16le := func(s string) []byte {
+		b := []byte{0xff, 0xfe}
+		for _, r := range s {
+			b = append(b, byte(r), byte(r>>8))
+		}
+		return b
+	}
+	validJSON, _ := json.Marshal(validSP(nil))
+
+	cases := []runCase{
+		// Success.
+		{name: "success", wantRequests: 1,
+			wantOut: []string{`msg="wrote access token"`, "display_name=" + entratest.DefaultDisplayName,
+				"client_id=" + entratest.DefaultClientID, "audience=" + entratest.PrometheusResource, "expires=", "file="},
+			check: wantForm(entratest.DefaultTenantID, entratest.PrometheusResource)},
+		{name: "domain-name tenant", wantRequests: 1,
+			setup: sp(validSP(map[string]any{"tenant": entratest.DefaultTenantDomain})),
+			check: wantForm(entratest.DefaultTenantDomain, entratest.PrometheusResource)},
+		{name: "authority host without trailing slash", wantRequests: 1,
+			setup: func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = strings.TrimSuffix(f.srv.URL, "/") },
+			check: wantForm(entratest.DefaultTenantID, entratest.PrometheusResource)},
+		{name: "unknown attributes ignored and UTF-8 byte-order mark", wantRequests: 1,
+			setup: spBytes(append([]byte("\xef\xbb\xbf"), must(json.Marshal(validSP(map[string]any{"name": "http://old-cli"})))...))},
+		{name: "service principal in a Kubernetes Secret volume", wantRequests: 1,
+			setup: func(f *fixture) {
+				vol := filepath.Join(f.dir, "secret")
+				data := filepath.Join(vol, "..2026_11_29_10_00_00.123456789")
+				mustDo(f.t, os.MkdirAll(data, 0o755))
+				mustDo(f.t, os.WriteFile(filepath.Join(data, "sp.json"), validJSON, 0o600))
+				mustDo(f.t, os.Symlink(filepath.Base(data), filepath.Join(vol, "..data")))
+				mustDo(f.t, os.Symlink("..data/sp.json", filepath.Join(vol, "sp.json")))
+				f.env["ENTRA_SERVICE_PRINCIPAL"] = filepath.Join(vol, "sp.json")
+			}},
+		{name: "resource with trailing slash sent as given, aud without", wantRequests: 1,
+			setup: func(f *fixture) {
+				f.env["AZURE_RESOURCE"] = "https://prometheus.monitor.azure.com/"
+				f.srv.Audiences["https://prometheus.monitor.azure.com/"] = entratest.PrometheusResource
+			},
+			check: wantForm(entratest.DefaultTenantID, "https://prometheus.monitor.azure.com/")},
+		{name: "aud with trailing slash accepted", wantRequests: 1,
+			setup: func(f *fixture) {
+				f.env["AZURE_RESOURCE"] = "https://management.azure.com"
+				f.srv.Audiences["https://management.azure.com"] = "https://management.azure.com/"
+			},
+			wantOut: []string{"audience=https://management.azure.com/"}},
+		{name: "BEARER_TOKEN_AUDIENCE for a v2.0 API", wantRequests: 1,
+			setup: func(f *fixture) {
+				f.env["AZURE_RESOURCE"] = "api://my-api"
+				f.env["BEARER_TOKEN_AUDIENCE"] = "6e2b1c3d-aaaa-4bbb-8ccc-0123456789ab"
+				f.srv.Audiences["api://my-api"] = "6e2b1c3d-aaaa-4bbb-8ccc-0123456789ab"
+			}},
+		{name: "aud array holding the resource", wantRequests: 1,
+			setup: enqueue(okBody(tokenForLater(map[string]any{"aud": []string{"https://other", entratest.PrometheusResource}}), "Bearer"))},
+		{name: "token_type in lower case", wantRequests: 1,
+			setup: enqueue(okBody(tokenForLater(nil), "bearer"))},
+		{name: "v2-style numbers in the response", wantRequests: 1,
+			setup: func(f *fixture) {
+				body, _ := json.Marshal(map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+					"expires_on": 1.7e9, "not_before": "garbage", "access_token": tokenFor(f.t, nil)})
+				f.srv.Enqueue(jsonResponse(200, string(body)))
+			}},
+		{name: "LOG_FORMAT json", wantRequests: 1, setup: setEnv("LOG_FORMAT", "json"),
+			check: func(t *testing.T, f *fixture, out string) {
+				for line := range strings.Lines(out) {
+					var m map[string]any
+					if err := json.Unmarshal([]byte(line), &m); err != nil {
+						t.Errorf("log line is not JSON: %q", line)
+					}
+				}
+			}},
+		{name: "BEARER_TOKEN_FILE_MODE 0600", wantRequests: 1, wantMode: 0o600, setup: setEnv("BEARER_TOKEN_FILE_MODE", "0600")},
+		{name: "BEARER_TOKEN_FILE_MODE 440 without leading zero", wantRequests: 1, wantMode: 0o440, setup: setEnv("BEARER_TOKEN_FILE_MODE", "440")},
+		{name: "relative token file path", wantRequests: 1,
+			setup: func(f *fixture) {
+				wd, _ := os.Getwd()
+				rel, err := filepath.Rel(wd, f.tokenFile)
+				mustDo(f.t, err)
+				f.env["BEARER_TOKEN_FILE"] = rel
+			}},
+
+		// Retries.
+		{name: "503 then success", wantRequests: 2, setup: enqueue(errorResponse(503, "temporarily_unavailable", 0)),
+			wantOut: []string{"retrying", "attempt=1"}},
+		{name: "429 with Retry-After then success", wantRequests: 2,
+			setup:   enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "1", "Content-Type": "text/plain"}, Body: "Too many requests"}),
+			wantOut: []string{"retry_in=1s"}},
+		{name: "429 without Retry-After then success", wantRequests: 2,
+			setup: enqueue(entratest.Response{Status: 429, Body: "Too many requests"})},
+		{name: "temporarily_unavailable with 200 then success", wantRequests: 2,
+			setup: enqueue(errorResponse(200, "temporarily_unavailable", 0))},
+		{name: "Retry-After as an HTTP date", wantRequests: 2,
+			setup: enqueue(entratest.Response{Status: 503, Header: map[string]string{"Retry-After": time.Now().Add(1500 * time.Millisecond).UTC().Format(http.TimeFormat)}})},
+		{name: "502 HTML from a proxy then success", wantRequests: 2,
+			setup: enqueue(entratest.Response{Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>Bad Gateway</body></html>"})},
+
+		// Configuration errors: exit 1, before any request.
+		{name: "ENTRA_SERVICE_PRINCIPAL unset", wantExit: 1, setup: setEnv("ENTRA_SERVICE_PRINCIPAL", ""), wantOut: []string{"ENTRA_SERVICE_PRINCIPAL is not set"}},
+		{name: "AZURE_RESOURCE unset", wantExit: 1, setup: setEnv("AZURE_RESOURCE", ""), wantOut: []string{"AZURE_RESOURCE is not set"}},
+		{name: "BEARER_TOKEN_FILE unset", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE", ""), wantOut: []string{"BEARER_TOKEN_FILE is not set"}},
+		{name: "v2 scope as resource", wantExit: 1, setup: setEnv("AZURE_RESOURCE", "https://prometheus.monitor.azure.com/.default"),
+			wantOut: []string{"v2 scope, not a resource"}},
+		{name: "resource with a trailing newline", wantExit: 1, setup: setEnv("AZURE_RESOURCE", entratest.PrometheusResource+"\n"),
+			wantOut: []string{"white space"}},
+		{name: "http authority", wantExit: 1, setup: setEnv("AZURE_AUTHORITY_HOST", "http://login.microsoftonline.com/"), wantOut: []string{"AZURE_AUTHORITY_HOST", "https"}},
+		{name: "authority with a query", wantExit: 1, setup: setEnv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/?x=1"), wantOut: []string{"AZURE_AUTHORITY_HOST"}},
+		{name: "bad file mode", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE_MODE", "rw-r--r--"), wantOut: []string{"BEARER_TOKEN_FILE_MODE"}},
+		{name: "file mode with setuid", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE_MODE", "4755"), wantOut: []string{"BEARER_TOKEN_FILE_MODE"}},
+		{name: "bad timeout", wantExit: 1, setup: setEnv("BEARER_TOKEN_TIMEOUT", "120"), wantOut: []string{"BEARER_TOKEN_TIMEOUT"}},
+		{name: "bad LOG_FORMAT", wantExit: 1, setup: setEnv("LOG_FORMAT", "xml"), wantOut: []string{"LOG_FORMAT"}},
+		{name: "token file exists", wantExit: 1, wantOut: []string{"already exists", "init container re-run"},
+			setup: func(f *fixture) { mustDo(f.t, os.WriteFile(f.tokenFile, []byte("old"), 0o644)) },
+			check: nil},
+		{name: "directory at token path", wantExit: 1, wantOut: []string{"already exists"},
+			setup: func(f *fixture) { mustDo(f.t, os.Mkdir(f.tokenFile, 0o755)) }},
+		{name: "symlink at token path", wantExit: 1, wantOut: []string{"already exists"},
+			setup: func(f *fixture) { mustDo(f.t, os.Symlink(f.spFile, f.tokenFile)) }},
+		{name: "dangling symlink at token path", wantExit: 1, wantOut: []string{"already exists"},
+			setup: func(f *fixture) { mustDo(f.t, os.Symlink(filepath.Join(f.dir, "nowhere"), f.tokenFile)) }},
+		{name: "service principal file missing", wantExit: 1, setup: func(f *fixture) { mustDo(f.t, os.Remove(f.spFile)) },
+			wantOut: []string{"reading service principal", "no such file"}},
+		{name: "service principal path is a directory", wantExit: 1, setup: func(f *fixture) { f.env["ENTRA_SERVICE_PRINCIPAL"] = f.dir }},
+
+		// Invalid service principal file: exit 2, before any request.
+		{name: "not JSON", wantExit: 2, setup: spBytes([]byte(`appId=x password=` + entratest.DefaultSecret)), wantOut: []string{"not valid JSON"}},
+		{name: "secret as a bare word", wantExit: 2,
+			setup: spBytes([]byte(`{"appId":"a","displayName":"d","tenant":"t","password": ` + entratest.DefaultSecret + `}`)), wantOut: []string{"syntax error at byte"}},
+		{name: "secret as a number", wantExit: 2,
+			setup: func(f *fixture) {
+				f.secret = "84736251908"
+				f.writeServicePrincipalBytes([]byte(`{"appId":"a","displayName":"d","tenant":"t","password":84736251908}`))
+			}, wantOut: []string{`attribute \"password\" must be a string`}},
+		{name: "JSON array", wantExit: 2, setup: spBytes([]byte(`["x"]`)), wantOut: []string{"want an object"}},
+		{name: "missing appId", wantExit: 2, setup: sp(validSP(map[string]any{"appId": "-"})), wantOut: []string{`\"appId\"`}},
+		{name: "missing displayName", wantExit: 2, setup: sp(validSP(map[string]any{"displayName": "-"})), wantOut: []string{`\"displayName\"`}},
+		{name: "missing password", wantExit: 2, setup: sp(validSP(map[string]any{"password": "-"})), wantOut: []string{`\"password\"`}},
+		{name: "empty password", wantExit: 2, setup: sp(validSP(map[string]any{"password": ""})), wantOut: []string{`\"password\"`}},
+		{name: "missing tenant", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "-"})), wantOut: []string{`\"tenant\"`}},
+		{name: "tenant with a slash", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "../common"})), wantOut: []string{"tenant ID or domain name"}},
+		{name: "tenant with a query", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "contoso?x=y"})), wantOut: []string{"tenant ID or domain name"}},
+		{name: "tenant with non-ASCII letters", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "cöntoso.com"})), wantOut: []string{"tenant ID or domain name"}},
+		{name: "UTF-16 with byte-order mark", wantExit: 2, setup: spBytes(utf16le(string(validJSON))), wantOut: []string{"UTF-16"}},
+		{name: "UTF-16 without byte-order mark", wantExit: 2, setup: spBytes(utf16le(string(validJSON))[2:]), wantOut: []string{"UTF-16"}},
+		{name: "sdk-auth file", wantExit: 2, wantOut: []string{"--sdk-auth"},
+			setup: sp(map[string]any{"clientId": entratest.DefaultClientID, "clientSecret": entratest.DefaultSecret, "tenantId": entratest.DefaultTenantID,
+				"subscriptionId": "x", "activeDirectoryEndpointUrl": "https://login.microsoftonline.com"})},
+		{name: "create-cert file", wantExit: 2, wantOut: []string{"--create-cert"},
+			setup: sp(validSP(map[string]any{"password": nil, "fileWithCertAndPrivateKey": "/home/me/tmpabc.pem"}))},
+		{name: "larger than 1 MiB", wantExit: 2, wantOut: []string{"larger than"},
+			setup: spBytes([]byte(`{"appId":"` + strings.Repeat("a", 1<<20) + `"}`))},
+
+		// Entra refuses: exit 10, one request.
+		{name: "wrong client secret", wantExit: 10, wantRequests: 1, setup: func(f *fixture) {
+			f.secret = "wrong-secret-value"
+			f.writeServicePrincipal(validSP(map[string]any{"password": f.secret}))
+		},
+			wantOut: []string{"401 Unauthorized", "invalid_client", "AADSTS7000215", "Value, not its Secret ID", "trace ID", "correlation ID", `authority \"https://127.0.0.1:`}},
+		{name: "expired client secret", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) {
+				app := f.srv.Apps[entratest.DefaultClientID]
+				app.SecretExpired = true
+				f.srv.Apps[entratest.DefaultClientID] = app
+			},
+			wantOut: []string{"AADSTS7000222", "expired"}},
+		{name: "app not in tenant", wantExit: 10, wantRequests: 1, setup: sp(validSP(map[string]any{"appId": "00000000-dead-4bee-8f00-000000000000"})),
+			wantOut: []string{"400 Bad Request", "unauthorized_client", "AADSTS700016"}},
+		{name: "tenant not found", wantExit: 10, wantRequests: 1, setup: sp(validSP(map[string]any{"tenant": "fabrikam.onmicrosoft.us"})),
+			wantOut: []string{"AADSTS90002", "set AZURE_AUTHORITY_HOST"}},
+		{name: "resource not found", wantExit: 10, wantRequests: 1, setup: setEnv("AZURE_RESOURCE", "https://prometheus.monitor.azure.us"),
+			wantOut: []string{"AADSTS500011", "check AZURE_RESOURCE"}},
+		{name: "several AADSTS codes", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(jsonResponse(400, `{"error":"invalid_request","error_description":"AADSTS50012: one.\r\nTrace ID: t\r\nCorrelation ID: c\r\nTimestamp: now","error_codes":[50012,7000215],"trace_id":"t-1","correlation_id":"c-1"}`)),
+			wantOut: []string{"AADSTS50012", "AADSTS7000215", `trace ID \"t-1\"`, `correlation ID \"c-1\"`, `description \"one.\"`}},
+		{name: "401 with codes only in the description", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(jsonResponse(401, `{"error":"invalid_client","error_description":"AADSTS7000222: expired.","error_codes":"oops"}`)),
+			wantOut: []string{"AADSTS7000222"}},
+		{name: "200 carrying an error", wantExit: 10, wantRequests: 1, setup: enqueue(errorResponse(200, "invalid_grant", 50000)), wantOut: []string{"invalid_grant"}},
+		{name: "200 without access_token", wantExit: 10, wantRequests: 1, setup: enqueue(jsonResponse(200, `{"token_type":"Bearer","expires_in":"3599"}`)),
+			wantOut: []string{"no access_token"}},
+		{name: "truncated body", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) {
+				f.srv.Enqueue(jsonResponse(200, string(entratest.TokenBody(tokenFor(f.t, nil), "Bearer", "r", time.Now().Add(time.Hour)))[:100]))
+			}, wantOut: []string{"not JSON", "cut short"}},
+		{name: "HTML 400 from a proxy", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(entratest.Response{Status: 400, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html>" + entratest.DefaultSecret + "</html>"}),
+			wantOut: []string{"not JSON", "text/html"}},
+		{name: "10 MiB body", wantExit: 10, wantRequests: 1,
+			setup: enqueue(jsonResponse(200, `{"access_token":"`+strings.Repeat("A", 10<<20)+`"}`)), wantOut: []string{"larger than 1048576 bytes"}},
+		{name: "redirect not followed", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(entratest.Response{Status: 307, Header: map[string]string{"Location": "https://evil.example/collect"}}),
+			wantOut: []string{"redirect", "not followed"}},
+		{name: "503 forever", wantExit: 10, wantRequests: 4,
+			setup:   enqueue(errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0)),
+			wantOut: []string{"giving up after 4 attempts", "503 Service Unavailable"}},
+		{name: "Retry-After past the deadline", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "3600", "Content-Type": "text/plain"}, Body: "slow down"}),
+			wantOut: []string{"Retry-After", "past the deadline", "429 Too Many Requests"}},
+		{name: "connection refused", wantExit: 10, wantRequests: 0,
+			setup:   func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = "https://127.0.0.1:1/" },
+			wantOut: []string{"giving up after 4 attempts", "connection refused"}},
+		{name: "certificate from an unknown CA", wantExit: 10, wantRequests: 0,
+			setup: func(f *fixture) {
+				other := newUntrustedServer(f.t)
+				f.env["AZURE_AUTHORITY_HOST"] = other
+			},
+			wantOut: []string{"certificate", "SSL_CERT_FILE"}},
+		{name: "timeout while Entra hangs", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) {
+				f.env["BEARER_TOKEN_TIMEOUT"] = "300ms"
+				f.srv.Enqueue(entratest.Response{Status: 200, Delay: time.Minute})
+			},
+			wantOut: []string{"BEARER_TOKEN_TIMEOUT (300ms) ran out"}},
+
+		// The token is rejected: exit 12.
+		{name: "wrong audience", wantExit: 12, wantRequests: 1,
+			setup:   func(f *fixture) { f.srv.Audiences[entratest.PrometheusResource] = "https://other.example" },
+			wantOut: []string{`audience (aud) is \"https://other.example\", want \"https://prometheus.monitor.azure.com\"`}},
+		{name: "GUID audience", wantExit: 12, wantRequests: 1,
+			setup: func(f *fixture) {
+				f.srv.Audiences[entratest.PrometheusResource] = "6e2b1c3d-aaaa-4bbb-8ccc-0123456789ab"
+			},
+			wantOut: []string{"v2.0", "BEARER_TOKEN_AUDIENCE"}},
+		{name: "BEARER_TOKEN_AUDIENCE mismatch", wantExit: 12, wantRequests: 1, setup: setEnv("BEARER_TOKEN_AUDIENCE", "api://something-else"),
+			wantOut: []string{`want \"api://something-else\"`}},
+		{name: "aud array without the resource", wantExit: 12, wantRequests: 1,
+			setup:   enqueue(okBody(tokenForLater(map[string]any{"aud": []string{"https://a", "https://b"}}), "Bearer")),
+			wantOut: []string{`[\"https://a\" \"https://b\"]`}},
+		{name: "two trailing slashes apart", wantExit: 12, wantRequests: 1,
+			setup: enqueue(okBody(tokenForLater(map[string]any{"aud": entratest.PrometheusResource + "//"}), "Bearer"))},
+		{name: "expired token", wantExit: 12, wantRequests: 1, setup: func(f *fixture) { f.srv.TokenLifetime = -time.Hour },
+			wantOut: []string{"expired", "check the node's clock"}},
+		{name: "token without exp", wantExit: 12, wantRequests: 1,
+			setup: enqueue(okBody(tokenForLater(map[string]any{"exp": nil}), "Bearer")), wantOut: []string{"no \\\"exp\\\""}},
+		{name: "token not a JWT", wantExit: 12, wantRequests: 1, setup: enqueue(okBody("opaque-token-value", "Bearer")), wantOut: []string{"not a signed JWT"}},
+		{name: "unsigned token (alg none)", wantExit: 12, wantRequests: 1,
+			setup: enqueue(okBody("eyJhbGciOiJub25lIn0.eyJhdWQiOiJodHRwczovL3Byb21ldGhldXMubW9uaXRvci5henVyZS5jb20ifQ.", "Bearer")), wantOut: []string{"not a signed JWT"}},
+		{name: "token_type pop", wantExit: 12, wantRequests: 1, setup: enqueue(okBody(tokenForLater(nil), "pop")), wantOut: []string{`token_type is \"pop\"`}},
+		{name: "token with a newline", wantExit: 12, wantRequests: 1,
+			setup: func(f *fixture) {
+				tok := tokenFor(f.t, nil)
+				f.srv.Enqueue(okBody(strings.Replace(tok, ".", ".\n", 1), "Bearer"))
+			}, wantOut: []string{"white space or control characters"}},
+
+		// The file cannot be written: exit 11, before any request.
+		{name: "token directory missing", wantExit: 11,
+			setup:   func(f *fixture) { f.env["BEARER_TOKEN_FILE"] = filepath.Join(f.dir, "missing", "token") },
+			wantOut: []string{"creating token file in", "no such file"}},
+	}
+	for _, secret := range []struct{ what, value string }{
+		{"spaces", "with spaces  in it "},
+		{"quotes and backslash", `quo"te's\back`},
+		{"URL delimiters", "&=+%/?#;"},
+		{"percent-encoded look-alike", "%2B%20+"},
+		{"unicode", "pässwörd✓密码🔑"},
+		{"leading dash", "-leading-dash"},
+		{"Entra's own alphabet", "~8Q~abc.def_ghi-jkl"},
+	} {
+		cases = append(cases, runCase{
+			name: "secret with " + secret.what + " arrives byte-exact", wantRequests: 1,
+			setup: func(f *fixture) { f.setSecret(secret.value) },
+			check: wantForm(entratest.DefaultTenantID, entratest.PrometheusResource),
+		})
+	}
+	return cases
+}
+
+// tokenForLater returns a token built before any test runs, for table entries.
+func tokenForLater(claims map[string]any) string {
+	return tokenFor(panicTB{}, claims)
+}
+
+// panicTB is the testing.TB of table construction, where a failure is a bug in the test.
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper()               {}
+func (panicTB) Fatal(args ...any)     { panic(fmt.Sprint(args...)) }
+func (panicTB) Errorf(string, ...any) { panic("unexpected") }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newUntrustedServer starts a TLS server whose certificate no CA the program trusts has signed, and
+// returns its URL.
+func newUntrustedServer(t *testing.T) string {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the program sent a request over a TLS connection it should not have trusted")
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshake is the point
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// entratestHang is a response that does not come for a minute.
+func entratestHang() entratest.Response { return entratest.Response{Status: 200, Delay: time.Minute} }
