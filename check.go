@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -85,7 +84,22 @@ func sameAudience(aud, want string) bool {
 	return aud == want || aud == want+"/" || aud+"/" == want
 }
 
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+// isGUID reports whether s has the 8-4-4-4-12 hexadecimal form of a GUID, as application IDs do.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if r != '-' {
+				return false
+			}
+		} else if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F') {
+			return false
+		}
+	}
+	return true
+}
 
 // audienceError explains a token whose "aud" values auds do not include want.
 func audienceError(auds []string, want string) error {
@@ -97,7 +111,7 @@ func audienceError(auds []string, want string) error {
 		got = fmt.Sprintf("%q", auds)
 	}
 	msg := fmt.Sprintf("the token's audience (aud) is %s, want %q (AZURE_RESOURCE, or BEARER_TOKEN_AUDIENCE when set)", got, want)
-	if slices.ContainsFunc(auds, guidPattern.MatchString) && !guidPattern.MatchString(want) {
+	if slices.ContainsFunc(auds, isGUID) && !isGUID(want) {
 		msg += ": a GUID audience is the API's client ID, as in v2.0 access tokens (v1.0 tokens carry the App ID URI); if this API issues v2.0 tokens, set BEARER_TOKEN_AUDIENCE to that GUID"
 	}
 	return errors.New(msg)

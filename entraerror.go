@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -39,7 +38,6 @@ var aadstsHints = map[int]string{
 // maxDescription bounds, in bytes, how much of error_description the message quotes.
 const maxDescription = 300
 
-var aadstsPattern = regexp.MustCompile(`AADSTS(\d{1,9})`)
 
 func (e *entraError) Error() string {
 	var b strings.Builder
@@ -76,10 +74,16 @@ func (e *entraError) aadsts() []int {
 	if json.Unmarshal(e.ErrorCodes, &codes) == nil && len(codes) > 0 {
 		return codes
 	}
-	for _, m := range aadstsPattern.FindAllStringSubmatch(e.Description, 8) {
-		if n, err := strconv.Atoi(m[1]); err == nil {
+	for rest := e.Description; len(codes) < 8; {
+		_, after, found := strings.Cut(rest, "AADSTS")
+		if !found {
+			break
+		}
+		digits := after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
+		if n, err := strconv.Atoi(digits); err == nil && len(digits) <= 9 {
 			codes = append(codes, n)
 		}
+		rest = after
 	}
 	return codes
 }
@@ -89,8 +93,10 @@ func (e *entraError) aadsts() []int {
 func (e *entraError) firstDescriptionLine() string {
 	d, _, _ := strings.Cut(e.Description, "\n")
 	d = strings.TrimSpace(d)
-	if m := aadstsPattern.FindStringIndex(d); m != nil && m[0] == 0 {
-		d = strings.TrimSpace(strings.TrimPrefix(d[m[1]:], ":"))
+	if after, ok := strings.CutPrefix(d, "AADSTS"); ok {
+		if code, text, ok := strings.Cut(after, ":"); ok && strings.Trim(code, "0123456789") == "" {
+			d = strings.TrimSpace(text)
+		}
 	}
 	if len(d) > maxDescription {
 		d = strings.ToValidUTF8(d[:maxDescription], "") + "…"
