@@ -38,7 +38,6 @@ var aadstsHints = map[int]string{
 // maxDescription bounds, in bytes, how much of error_description the message quotes.
 const maxDescription = 300
 
-
 func (e *entraError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "token request refused by Entra ID: %s", e.status)
