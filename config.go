@@ -20,29 +20,27 @@ const (
 
 // config is the validated environment.
 type config struct {
-	credentialFile string      // ENTRA_SERVICE_PRINCIPAL
-	resource       string      // AZURE_RESOURCE, exactly as given
-	audience       string      // BEARER_TOKEN_AUDIENCE, else resource
-	tokenFile      string      // BEARER_TOKEN_FILE
-	fileMode       fs.FileMode // BEARER_TOKEN_FILE_MODE, permission bits only
-	authority      *url.URL    // AZURE_AUTHORITY_HOST, https, path ending in "/"
-	timeout        time.Duration
+	resource  string      // AZURE_RESOURCE, exactly as given
+	audience  string      // BEARER_TOKEN_AUDIENCE, else resource
+	tokenFile string      // BEARER_TOKEN_FILE
+	fileMode  fs.FileMode // BEARER_TOKEN_FILE_MODE, permission bits only
+	authority *url.URL    // AZURE_AUTHORITY_HOST, https, path ending in "/"
+	timeout   time.Duration
 }
 
-// loadConfig reads and checks every environment variable through getenv, without touching the network
-// or the file system. Its errors name the variable and carry exit status 1.
+// loadConfig reads and checks the environment variables through getenv, but for those of the credential
+// (see [loadCredential]), without touching the network or the file system. Its errors name the variable
+// and carry exit status 1.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		credentialFile: getenv("ENTRA_SERVICE_PRINCIPAL"),
-		resource:       getenv("AZURE_RESOURCE"),
-		audience:       getenv("BEARER_TOKEN_AUDIENCE"),
-		tokenFile:      getenv("BEARER_TOKEN_FILE"),
-		fileMode:       defaultFileMode,
-		timeout:        defaultTimeout,
+		resource:  getenv("AZURE_RESOURCE"),
+		audience:  getenv("BEARER_TOKEN_AUDIENCE"),
+		tokenFile: getenv("BEARER_TOKEN_FILE"),
+		fileMode:  defaultFileMode,
+		timeout:   defaultTimeout,
 	}
 	var errs []error
 	for _, v := range []struct{ name, value string }{
-		{"ENTRA_SERVICE_PRINCIPAL", c.credentialFile},
 		{"AZURE_RESOURCE", c.resource},
 		{"BEARER_TOKEN_FILE", c.tokenFile},
 	} {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // maxCredentialSize bounds the service principal file, in bytes. "az ad sp create-for-rbac" prints about
@@ -16,12 +18,15 @@ const maxCredentialSize = 1 << 20
 
 // servicePrincipal is the JSON that "az ad sp create-for-rbac" prints
 // (https://learn.microsoft.com/en-us/cli/azure/ad/sp#az-ad-sp-create-for-rbac). Password is the client
-// secret and must never be printed.
+// secret and must never be printed; it is "" when the file has "password": null, as
+// "az ad sp create-for-rbac --create-cert" prints, which then names its certificate in CertificateFile
+// (a path on the machine where the CLI ran).
 type servicePrincipal struct {
-	AppID       string // client ID
-	DisplayName string
-	Password    string // client secret
-	Tenant      string // tenant ID or domain name
+	AppID           string // client ID
+	DisplayName     string
+	Password        string // client secret
+	Tenant          string // tenant ID or domain name
+	CertificateFile string // fileWithCertAndPrivateKey
 }
 
 // readServicePrincipal reads and checks the service principal file at path, following symbolic links
@@ -47,10 +52,10 @@ func readServicePrincipal(path string) (servicePrincipal, error) {
 // spFile holds every attribute of the known service principal file formats that parseServicePrincipal
 // tells apart. Pointers tell a missing attribute from an empty one.
 type spFile struct {
-	AppID       *string `json:"appId"`
-	DisplayName *string `json:"displayName"`
-	Password    *string `json:"password"`
-	Tenant      *string `json:"tenant"`
+	AppID       *string         `json:"appId"`
+	DisplayName *string         `json:"displayName"`
+	Password    json.RawMessage `json:"password"` // a string, or null with --create-cert
+	Tenant      *string         `json:"tenant"`
 
 	// "az ad sp create-for-rbac --create-cert" sets password to null and names a PEM file instead.
 	FileWithCertAndPrivateKey *string `json:"fileWithCertAndPrivateKey"`
@@ -62,8 +67,9 @@ type spFile struct {
 }
 
 // parseServicePrincipal parses the content of a service principal file: UTF-8 JSON, with or without a
-// byte-order mark, at most maxCredentialSize bytes. It names the formats it recognises but cannot use
-// (UTF-16, --sdk-auth, --create-cert) and says what to do. Its errors never hold any of data.
+// byte-order mark, at most maxCredentialSize bytes. "password" is a non-empty string, or null for a
+// certificate credential. It names the formats it recognises but cannot use (UTF-16, --sdk-auth) and
+// says what to do. Its errors never hold any of data.
 func parseServicePrincipal(data []byte) (servicePrincipal, error) {
 	if len(data) > maxCredentialSize {
 		return servicePrincipal{}, fmt.Errorf("file is larger than %d bytes: not a service principal file", maxCredentialSize)
@@ -79,22 +85,36 @@ func parseServicePrincipal(data []byte) (servicePrincipal, error) {
 	if f.AppID == nil && f.Password == nil && f.Tenant == nil && (f.ClientID != nil || f.ClientSecret != nil || f.TenantID != nil) {
 		return servicePrincipal{}, errors.New(`file has the "az ad sp create-for-rbac --sdk-auth" shape (clientId, clientSecret, tenantId): want the default output, {"appId", "displayName", "password", "tenant"}; rename the attributes or create the secret again without --sdk-auth`)
 	}
-	if f.Password == nil && f.FileWithCertAndPrivateKey != nil {
-		return servicePrincipal{}, errors.New(`file is for a certificate credential ("az ad sp create-for-rbac --create-cert": password is null): this program needs a client secret; create one with "az ad app credential reset --id <appId> --append"`)
+	var password string
+	if f.Password != nil && string(f.Password) != "null" {
+		if err := json.Unmarshal(f.Password, &password); err != nil {
+			return servicePrincipal{}, errors.New(`attribute "password" must be a string, or null for a certificate credential`)
+		}
+		if password == "" {
+			f.Password = nil // empty: report it as missing
+		}
 	}
 	var missing []string
 	for _, a := range []struct {
-		name  string
-		value *string
-	}{{"appId", f.AppID}, {"displayName", f.DisplayName}, {"password", f.Password}, {"tenant", f.Tenant}} {
-		if a.value == nil || *a.value == "" {
+		name    string
+		missing bool
+	}{
+		{"appId", f.AppID == nil || *f.AppID == ""},
+		{"displayName", f.DisplayName == nil || *f.DisplayName == ""},
+		{"password", f.Password == nil},
+		{"tenant", f.Tenant == nil || *f.Tenant == ""},
+	} {
+		if a.missing {
 			missing = append(missing, fmt.Sprintf("%q", a.name))
 		}
 	}
 	if len(missing) > 0 {
 		return servicePrincipal{}, fmt.Errorf("missing or empty attribute %s: want the JSON \"az ad sp create-for-rbac\" prints", strings.Join(missing, ", "))
 	}
-	sp := servicePrincipal{AppID: *f.AppID, DisplayName: *f.DisplayName, Password: *f.Password, Tenant: *f.Tenant}
+	sp := servicePrincipal{AppID: *f.AppID, DisplayName: *f.DisplayName, Password: password, Tenant: *f.Tenant}
+	if f.FileWithCertAndPrivateKey != nil {
+		sp.CertificateFile = *f.FileWithCertAndPrivateKey
+	}
 	if err := checkTenant(sp.Tenant); err != nil {
 		return servicePrincipal{}, err
 	}
@@ -139,3 +159,86 @@ func checkTenant(tenant string) error {
 	}
 	return nil
 }
+
+// credential proves the client's identity to Entra ID in a token request. Its methods never return
+// the secret, key or assertion in an error.
+type credential interface {
+	// clientForm returns the form fields that authenticate the client (client_id and a secret or
+	// client assertion) for a request to endpoint at time now. It is called for every attempt, so an
+	// assertion is always fresh and a federated token file is read as the kubelet last rotated it.
+	clientForm(endpoint string, now time.Time) (url.Values, error)
+	// v2 reports whether the credential needs the v2 token endpoint and a scope, as client assertions
+	// do; a client secret uses the v1 endpoint and a resource.
+	v2() bool
+	// logAttrs describes the credential for the start-up log line: its kind and identifiers, never
+	// anything secret.
+	logAttrs() []any
+}
+
+// identity is whom the token is for.
+type identity struct {
+	clientID    string
+	tenant      string
+	displayName string // "" for workload identity, which has no service principal file
+}
+
+// loadCredential picks the credential from the environment, reads it and checks it, before any
+// request: a service principal file (ENTRA_SERVICE_PRINCIPAL) with a client secret or, with
+// "password": null, a certificate (AZURE_CLIENT_CERTIFICATE_PATH, else fileWithCertAndPrivateKey);
+// or, without ENTRA_SERVICE_PRINCIPAL, workload identity federation (AZURE_CLIENT_ID, AZURE_TENANT_ID,
+// AZURE_FEDERATED_TOKEN_FILE), as the Azure Workload Identity webhook sets them. It refuses to guess
+// when two are configured. Errors carry exit status 1 (environment, unreadable files) or 2 (invalid
+// credential).
+func loadCredential(getenv func(string) string, now time.Time) (identity, credential, error) {
+	spFile := getenv("ENTRA_SERVICE_PRINCIPAL")
+	federatedFile := getenv("AZURE_FEDERATED_TOKEN_FILE")
+	certFile := getenv("AZURE_CLIENT_CERTIFICATE_PATH")
+	switch {
+	case spFile != "" && federatedFile != "":
+		return identity{}, nil, withExit(exitConfig, errors.New("both ENTRA_SERVICE_PRINCIPAL and AZURE_FEDERATED_TOKEN_FILE are set: unset ENTRA_SERVICE_PRINCIPAL to use workload identity, or remove the pod's label azure.workload.identity/use to use the service principal"))
+	case spFile == "" && federatedFile == "" && getenv("AZURE_CLIENT_ID") == "" && getenv("AZURE_TENANT_ID") == "":
+		return identity{}, nil, withExit(exitConfig, errors.New("ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE)"))
+	case spFile == "":
+		return loadWorkloadIdentity(getenv)
+	}
+	sp, err := readServicePrincipal(spFile)
+	if err != nil {
+		return identity{}, nil, err
+	}
+	id := identity{clientID: sp.AppID, tenant: sp.Tenant, displayName: sp.DisplayName}
+	if sp.Password != "" {
+		if certFile != "" {
+			return identity{}, nil, withExit(exitConfig, fmt.Errorf("service principal %q has a client secret and AZURE_CLIENT_CERTIFICATE_PATH names a certificate: use one, unset AZURE_CLIENT_CERTIFICATE_PATH or set \"password\" to null", spFile))
+		}
+		return id, &clientSecret{clientID: sp.AppID, secret: sp.Password}, nil
+	}
+	if certFile == "" {
+		if sp.CertificateFile == "" {
+			return identity{}, nil, withExit(exitCredential, fmt.Errorf("service principal %q has \"password\": null and names no certificate: set AZURE_CLIENT_CERTIFICATE_PATH to the PEM file with the certificate and its private key", spFile))
+		}
+		if _, err := os.Stat(sp.CertificateFile); err != nil {
+			return identity{}, nil, withExit(exitConfig, fmt.Errorf("service principal %q is for a certificate credential (az ad sp create-for-rbac --create-cert) whose fileWithCertAndPrivateKey %q is not readable here (it names a path on the machine where the CLI ran): mount the PEM file and set AZURE_CLIENT_CERTIFICATE_PATH to it", spFile, sp.CertificateFile))
+		}
+		certFile = sp.CertificateFile
+	}
+	cert, err := loadCertificate(certFile, now)
+	if err != nil {
+		return identity{}, nil, err
+	}
+	cert.clientID = sp.AppID
+	return id, cert, nil
+}
+
+// clientSecret is the client credentials grant with a client secret, on the v1 endpoint.
+type clientSecret struct {
+	clientID string
+	secret   string
+}
+
+// clientForm returns client_id and client_secret; url.Values.Encode escapes the secret exactly once,
+// whatever it holds.
+func (c *clientSecret) clientForm(string, time.Time) (url.Values, error) {
+	return url.Values{"client_id": {c.clientID}, "client_secret": {c.secret}}, nil
+}
+func (c *clientSecret) v2() bool        { return false }
+func (c *clientSecret) logAttrs() []any { return []any{"credential", "client secret"} }

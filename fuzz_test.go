@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,7 +16,8 @@ import (
 )
 
 // FuzzParseServicePrincipal: the service principal parser never panics, accepts only complete
-// credentials with a valid tenant, and never puts the password into an error.
+// credentials with a valid tenant (and a password, or null for a certificate), and never puts the
+// password into an error.
 func FuzzParseServicePrincipal(f *testing.F) {
 	for _, seed := range []string{
 		`{"appId":"a","displayName":"d","password":"p4ssw0rd-secret","tenant":"contoso.com"}`,
@@ -36,7 +39,8 @@ func FuzzParseServicePrincipal(f *testing.F) {
 			}
 			return
 		}
-		if sp.AppID == "" || sp.DisplayName == "" || sp.Password == "" || sp.Tenant == "" || checkTenant(sp.Tenant) != nil {
+		if sp.AppID == "" || sp.DisplayName == "" || sp.Tenant == "" || checkTenant(sp.Tenant) != nil ||
+			sp.Password == "" && !bytes.Contains(data, []byte("null")) {
 			t.Fatalf("accepted an incomplete or invalid credential: %+v", sp)
 		}
 	})
@@ -126,5 +130,45 @@ func FuzzParseTokenClaims(f *testing.F) {
 			return
 		}
 		_ = audienceError(aud, "https://prometheus.monitor.azure.com")
+	})
+}
+
+// FuzzParseCertificatePEM: the certificate file parser never panics, accepts only an RSA key with a
+// certificate it matches, and never puts the key into an error.
+func FuzzParseCertificatePEM(f *testing.F) {
+	key, err := entratest.RSAKey(2048)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cert, err := entratest.NewCertificate(key, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		f.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	f.Add(append(append([]byte{}, certPEM...), keyPEM...))
+	f.Add(append(append([]byte{}, keyPEM...), certPEM...))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: keyDER}))
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := parseCertificatePEM(data, time.Now())
+		if err != nil {
+			for rest := data; ; {
+				var b *pem.Block
+				if b, rest = pem.Decode(rest); b == nil {
+					break
+				}
+				body := strings.Join(strings.Split(string(pem.EncodeToMemory(b)), "\n")[1:2], "")
+				if strings.Contains(b.Type, "PRIVATE KEY") && len(body) >= 16 && strings.Contains(err.Error(), body) {
+					t.Fatalf("error %q holds the key", err)
+				}
+			}
+			return
+		}
+		if c.key == nil || c.leaf == nil || !c.key.PublicKey.Equal(c.leaf.PublicKey) {
+			t.Fatal("accepted a key without its certificate")
+		}
 	})
 }

@@ -10,12 +10,32 @@
 //
 // All configuration comes from the environment.
 //
+// The credential is one of:
+//
+//   - a client secret: ENTRA_SERVICE_PRINCIPAL names a service principal file whose "password" is the
+//     secret;
+//
+//   - a certificate: the service principal file has "password": null, as with --create-cert, and the
+//     certificate and its key are in AZURE_CLIENT_CERTIFICATE_PATH or else, if readable here, in the
+//     file's "fileWithCertAndPrivateKey";
+//
+//   - workload identity federation: ENTRA_SERVICE_PRINCIPAL is unset, and AZURE_CLIENT_ID,
+//     AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE are set, as the Azure Workload Identity webhook
+//     sets them. Setting AZURE_FEDERATED_TOKEN_FILE and ENTRA_SERVICE_PRINCIPAL both is an error.
+//
+//     ENTRA_SERVICE_PRINCIPAL        path of the service principal file, JSON as printed by
+//     "az ad sp create-for-rbac": {"appId", "displayName", "password",
+//     "tenant"}, all four required; other attributes are ignored.
+//     Symbolic links (a Secret volume) are followed; at most 1 MiB is read.
+//     AZURE_CLIENT_CERTIFICATE_PATH  PEM file with the certificate (and any chain) and its unencrypted
+//     RSA private key (PKCS#1, PKCS#8 or SEC 1 form), 2048 bits or more.
+//     AZURE_CLIENT_ID                the application's client ID (workload identity).
+//     AZURE_TENANT_ID                its tenant ID (workload identity).
+//     AZURE_FEDERATED_TOKEN_FILE     the projected service account token (workload identity), read
+//     again for every attempt, since the kubelet rotates it.
+//
 // Required:
 //
-//	ENTRA_SERVICE_PRINCIPAL  path of the service principal file, JSON as printed by
-//	                         "az ad sp create-for-rbac": {"appId", "displayName", "password", "tenant"},
-//	                         all four non-empty strings; other attributes are ignored. Symbolic links
-//	                         (a Kubernetes Secret volume) are followed; at most 1 MiB is read.
 //	AZURE_RESOURCE           the resource the token is for (App ID URI or application ID), sent to
 //	                         Entra exactly as given, e.g. https://prometheus.monitor.azure.com.
 //	                         A v2 scope ending in "/.default" is refused.
@@ -36,11 +56,13 @@
 //	SSL_CERT_FILE            a PEM bundle of CA certificates to trust instead of the system's
 //	SSL_CERT_DIR             (a TLS-inspecting proxy, or a test stand-in for Entra).
 //
-// The program sends exactly one request, a form-encoded POST to the v1 token endpoint
-// {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/token. Network errors, HTTP 408, 429, 500, 502, 503 and 504 and
-// the error "temporarily_unavailable" are retried, 4 attempts in all, with exponential backoff from about
-// one second and any Retry-After the server sends, within BEARER_TOKEN_TIMEOUT. SIGTERM and SIGINT stop the
-// run at once.
+// The program sends exactly one request. With a client secret it is a form-encoded POST to the v1 token
+// endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/token with the resource; with a certificate (a PS256
+// client assertion signed with its key) or a federated token (sent as the client assertion), a POST to
+// the v2 endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/v2.0/token with the scope AZURE_RESOURCE + "/.default".
+// Network errors, HTTP 408, 429, 500, 502, 503 and 504 and the error "temporarily_unavailable" are retried,
+// 4 attempts in all, with exponential backoff from about one second and any Retry-After the server sends,
+// within BEARER_TOKEN_TIMEOUT. SIGTERM and SIGINT stop the run at once.
 //
 // Before writing, the token is decoded (not verified: it is meant for another API) and its "aud" claim must
 // equal BEARER_TOKEN_AUDIENCE, give or take one trailing slash, and its "exp" must lie in the future.
@@ -57,8 +79,8 @@
 //
 //	0   the token was obtained, checked and written
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
-//	    or the service principal file cannot be read
-//	2   the service principal file is not valid
+//	    or a credential file (service principal, certificate, federated token) cannot be read
+//	2   the service principal file or the certificate is not valid
 //	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out
 //	11  writing the token file failed
 //	12  the token was rejected by the checks
@@ -175,10 +197,14 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// withExit returns err carrying exit status code, or nil if err is nil.
+// withExit returns err carrying exit status code, or nil if err is nil. An err that already carries a
+// status keeps it: the innermost cause knows best.
 func withExit(code int, err error) error {
 	if err == nil {
 		return nil
+	}
+	if _, ok := errors.AsType[*exitError](err); ok {
+		return err
 	}
 	return &exitError{code: code, err: err}
 }

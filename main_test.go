@@ -45,21 +45,29 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-// TestManualDocumentsEveryVariable runs the program and records every environment variable it reads:
-// each must be in the manual (the package comment, which -help prints) and in README.md.
+// TestManualDocumentsEveryVariable runs the program with each kind of credential and records every
+// environment variable it reads: each must be in the manual (the package comment, which -help prints)
+// and in README.md.
 func TestManualDocumentsEveryVariable(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
 	var read []string
-	getenv := func(k string) string {
-		if !slices.Contains(read, k) {
-			read = append(read, k)
+	for _, setup := range []func(*fixture){
+		func(*fixture) {},
+		func(f *fixture) { f.useCertificate(pemOptions{viaEnv: true}) },
+		func(f *fixture) { f.useWorkloadIdentity(nil) },
+	} {
+		f := newFixture(t)
+		setup(f)
+		getenv := func(k string) string {
+			if !slices.Contains(read, k) {
+				read = append(read, k)
+			}
+			return f.env[k]
 		}
-		return f.env[k]
-	}
-	var out bytes.Buffer
-	if err := run(t.Context(), []string{"azure-rest-api-token"}, getenv, &out); err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"azure-rest-api-token"}, getenv, &out); err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
 	}
 	readme, err := os.ReadFile("README.md")
 	if err != nil {

@@ -18,8 +18,8 @@ import (
 )
 
 // getToken does the job, in the order that fails fastest and never sends a request that cannot succeed:
-// check the environment, that no token file exists, and the service principal file; make sure the token
-// file can be created; request the token; check it; publish the file. Its errors carry their exit status.
+// check the environment, that no token file exists, and the credential; make sure the token file can be
+// created; request the token; check it; publish the file. Its errors carry their exit status.
 func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -30,7 +30,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err := checkNoTokenFile(cfg.tokenFile); err != nil {
 		return err
 	}
-	sp, err := readServicePrincipal(cfg.credentialFile)
+	id, cred, err := loadCredential(getenv, time.Now())
 	if err != nil {
 		return err
 	}
@@ -40,11 +40,19 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	}
 	defer out.discard()
 
-	endpoint := v1TokenEndpoint(cfg.authority, sp.Tenant)
-	log.Info("requesting access token", "version", programVersion(), "display_name", sp.DisplayName,
-		"client_id", sp.AppID, "tenant", sp.Tenant, "resource", cfg.resource, "token_endpoint", endpoint)
-	resp, err := requestToken(ctx, newHTTPClient(), endpoint, clientSecretForm(sp, cfg.resource), log)
+	endpoint, form := tokenRequest(cfg, id, cred)
+	attrs := []any{"version", programVersion()}
+	if id.displayName != "" {
+		attrs = append(attrs, "display_name", id.displayName)
+	}
+	attrs = append(attrs, "client_id", id.clientID, "tenant", id.tenant, "resource", cfg.resource)
+	attrs = append(attrs, cred.logAttrs()...)
+	log.Info("requesting access token", append(attrs, "token_endpoint", endpoint)...)
+	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
 	if err != nil {
+		if fed, ok := cred.(*federatedToken); ok {
+			err = fed.explainRefusal(err)
+		}
 		return withExit(exitRequest, err)
 	}
 	claims, err := checkToken(resp, cfg.audience, time.Now())
@@ -54,27 +62,42 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err := out.publish(ctx, resp.AccessToken); err != nil {
 		return withExit(exitWrite, err)
 	}
-	log.Info("wrote access token", "display_name", sp.DisplayName, "client_id", sp.AppID,
-		"resource", cfg.resource, "audience", claims.matchedAudience, "expires", claims.expiry.UTC().Format(time.RFC3339),
-		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode))
+	attrs = []any{}
+	if id.displayName != "" {
+		attrs = append(attrs, "display_name", id.displayName)
+	}
+	log.Info("wrote access token", append(attrs, "client_id", id.clientID, "resource", cfg.resource,
+		"audience", claims.matchedAudience, "expires", claims.expiry.UTC().Format(time.RFC3339),
+		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode))...)
 	return nil
 }
 
-// v1TokenEndpoint returns {authority}/{tenant}/oauth2/token, the Entra v1 token endpoint
+// tokenRequest returns the token endpoint for cred and a function that makes the form of each attempt.
+// A client secret goes to the v1 endpoint {authority}/{tenant}/oauth2/token with resource, as the tool
+// this program replaces did
 // (https://learn.microsoft.com/en-us/previous-versions/azure/active-directory/azuread-dev/v1-oauth2-client-creds-grant-flow).
-// authority's path ends in "/"; the tenant has passed checkTenant and is escaped all the same.
-func v1TokenEndpoint(authority *url.URL, tenant string) string {
-	return authority.JoinPath(tenant, "oauth2", "token").String()
-}
-
-// clientSecretForm returns the form of a v1 client credentials request: grant_type, client_id,
-// client_secret and resource. url.Values.Encode escapes each value exactly once, whatever it holds.
-func clientSecretForm(sp servicePrincipal, resource string) url.Values {
-	return url.Values{
-		"grant_type":    {"client_credentials"},
-		"client_id":     {sp.AppID},
-		"client_secret": {sp.Password},
-		"resource":      {resource},
+// Client assertions go to the v2 endpoint {authority}/{tenant}/oauth2/v2.0/token with scope set to the
+// resource followed by "/.default", a double slash included when the resource ends in "/"
+// (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+// The tenant has passed checkTenant and is path-escaped all the same.
+func tokenRequest(cfg config, id identity, cred credential) (endpoint string, form func() (url.Values, error)) {
+	fields := url.Values{"grant_type": {"client_credentials"}}
+	if cred.v2() {
+		endpoint = cfg.authority.JoinPath(id.tenant, "oauth2", "v2.0", "token").String()
+		fields.Set("scope", cfg.resource+"/.default")
+	} else {
+		endpoint = cfg.authority.JoinPath(id.tenant, "oauth2", "token").String()
+		fields.Set("resource", cfg.resource)
+	}
+	return endpoint, func() (url.Values, error) {
+		client, err := cred.clientForm(endpoint, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range fields {
+			client[k] = v
+		}
+		return client, nil
 	}
 }
 
@@ -126,13 +149,17 @@ type retryable struct {
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
-// requestToken POSTs form to endpoint with client and returns the token response, retrying what
+// requestToken POSTs the form that form makes for each attempt to endpoint with client and returns the token response, retrying what
 // [retryable] marks up to maxAttempts in all. It waits Retry-After when the server sends one and an
 // exponential backoff otherwise, and gives up at once when that wait would pass ctx's deadline. Its
 // errors say why the last attempt failed and never hold the form or a response body.
-func requestToken(ctx context.Context, client *http.Client, endpoint string, form url.Values, log *slog.Logger) (*tokenResponse, error) {
+func requestToken(ctx context.Context, client *http.Client, endpoint string, form func() (url.Values, error), log *slog.Logger) (*tokenResponse, error) {
 	for attempt := 1; ; attempt++ {
-		resp, err := postForm(ctx, client, endpoint, form)
+		values, err := form()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := postForm(ctx, client, endpoint, values)
 		if err == nil {
 			return resp, nil
 		}

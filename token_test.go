@@ -26,7 +26,12 @@ import (
 // token file. Every failure must leave no file, and no output may hold the secret or a token.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	for _, tc := range runCases() {
+	runTable(t, runCases())
+}
+
+// runTable runs each case as a parallel subtest; see [TestRun].
+func runTable(t *testing.T, cases []runCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
@@ -346,7 +351,7 @@ func runCases() []runCase {
 		{name: "sdk-auth file", wantExit: 2, wantOut: []string{"--sdk-auth"},
 			setup: sp(map[string]any{"clientId": entratest.DefaultClientID, "clientSecret": entratest.DefaultSecret, "tenantId": entratest.DefaultTenantID,
 				"subscriptionId": "x", "activeDirectoryEndpointUrl": "https://login.microsoftonline.com"})},
-		{name: "create-cert file", wantExit: 2, wantOut: []string{"--create-cert"},
+		{name: "create-cert file whose PEM is not here", wantExit: 1, wantOut: []string{"--create-cert", "set AZURE_CLIENT_CERTIFICATE_PATH"},
 			setup: sp(validSP(map[string]any{"password": nil, "fileWithCertAndPrivateKey": "/home/me/tmpabc.pem"}))},
 		{name: "larger than 1 MiB", wantExit: 2, wantOut: []string{"larger than"},
 			setup: spBytes([]byte(`{"appId":"` + strings.Repeat("a", 1<<20) + `"}`))},

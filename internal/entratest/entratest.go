@@ -12,6 +12,7 @@ package entratest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -28,12 +29,23 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// App is an application registration in the stand-in's tenant, with a client secret.
+// App is an application registration in the stand-in's tenant, with its credentials: a client secret,
+// certificates, and federated credentials.
 type App struct {
 	ClientID      string
 	DisplayName   string
 	Secret        string
-	SecretExpired bool // answer AADSTS7000222 to the right secret
+	SecretExpired bool                // answer AADSTS7000222 to the right secret
+	Certificates  []*x509.Certificate // whose keys may sign client assertions
+	Federated     []FederatedCredential
+}
+
+// FederatedCredential trusts tokens from an external identity provider, here the stand-in's own
+// Kubernetes service account issuer (see [Server.ServiceAccountToken]).
+type FederatedCredential struct {
+	Issuer   string
+	Subject  string // e.g. system:serviceaccount:NAMESPACE:NAME
+	Audience string // api://AzureADTokenExchange
 }
 
 // Request is one request the server received.
@@ -52,6 +64,9 @@ type Response struct {
 	Body   string
 	// Delay holds the response back, to test cancellation mid-request.
 	Delay time.Duration
+	// Then, when set, runs after the request is recorded and before the response is sent: a test's
+	// chance to change the world between two attempts.
+	Then func()
 }
 
 // Server is a running stand-in. Its fields may be changed before the first request.
@@ -141,6 +156,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if canned != nil {
+		if canned.Then != nil {
+			canned.Then()
+		}
 		if canned.Delay > 0 {
 			select {
 			case <-time.After(canned.Delay):
@@ -162,50 +180,111 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// answer plays Entra's v1 token endpoint for r, returning the status and JSON body.
+// refusal is an Entra error response.
+type refusal struct {
+	status int
+	code   string
+	aadsts int
+	desc   string
+}
+
+func refuse(status int, code string, aadsts int, format string, args ...any) *refusal {
+	return &refusal{status, code, aadsts, fmt.Sprintf(format, args...)}
+}
+
+// answer plays Entra's token endpoints for r, returning the status and JSON body: the v1 endpoint
+// {tenant}/oauth2/token with a resource and a client secret, and the v2 endpoint
+// {tenant}/oauth2/v2.0/token with a scope and a client secret or a client assertion.
 func (s *Server) answer(r *http.Request) (int, []byte) {
-	tenant, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/oauth2/token")
-	switch {
-	case !ok || r.Method != http.MethodPost:
-		return http.StatusNotFound, ErrorBody(http.StatusNotFound, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-	case tenant != s.TenantID && tenant != s.TenantDomain:
-		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "invalid_request", 90002,
-			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
-	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
-		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
-	case r.PostForm.Get("grant_type") != "client_credentials":
-		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
-	}
-	app, ok := s.Apps[r.PostForm.Get("client_id")]
-	if !ok {
-		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "unauthorized_client", 700016,
-			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", r.PostForm.Get("client_id"), s.TenantDomain))
-	}
-	if len(r.PostForm["client_secret"]) != 1 || r.PostForm.Get("client_secret") != app.Secret {
-		return http.StatusUnauthorized, ErrorBody(http.StatusUnauthorized, "invalid_client", 7000215,
-			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", app.ClientID))
-	}
-	if app.SecretExpired {
-		return http.StatusUnauthorized, ErrorBody(http.StatusUnauthorized, "invalid_client", 7000222,
-			fmt.Sprintf("The provided client secret keys for app '%s' are expired.", app.ClientID))
-	}
-	resource := r.PostForm.Get("resource")
-	aud, ok := s.Audiences[resource]
-	if !ok {
-		return http.StatusBadRequest, ErrorBody(http.StatusBadRequest, "invalid_resource", 500011,
-			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", resource, s.TenantDomain))
-	}
 	now := time.Now()
+	app, resource, v2, ref := s.authenticate(r, now)
+	if ref != nil {
+		return ref.status, ErrorBody(ref.status, ref.code, ref.aadsts, ref.desc)
+	}
 	exp := now.Add(s.TokenLifetime)
 	token, err := SignToken(map[string]any{
-		"aud": aud, "iss": "https://sts.windows.net/" + s.TenantID + "/", "tid": s.TenantID,
+		"aud": s.Audiences[resource], "iss": "https://sts.windows.net/" + s.TenantID + "/", "tid": s.TenantID,
 		"appid": app.ClientID, "appidacr": "1", "oid": app.ClientID, "sub": app.ClientID, "ver": "1.0",
 		"iat": now.Add(-5 * time.Minute).Unix(), "nbf": now.Add(-5 * time.Minute).Unix(), "exp": exp.Unix(),
 	})
 	if err != nil {
 		return http.StatusInternalServerError, ErrorBody(http.StatusInternalServerError, "server_error", 0, err.Error())
 	}
+	if v2 {
+		b, _ := json.Marshal(map[string]any{"token_type": "Bearer", "expires_in": int(s.TokenLifetime / time.Second),
+			"ext_expires_in": int(s.TokenLifetime / time.Second), "access_token": token})
+		return http.StatusOK, b
+	}
 	return http.StatusOK, TokenBody(token, "Bearer", resource, exp)
+}
+
+// authenticate checks r as Entra does and returns the app, the resource asked for and whether the v2
+// endpoint was used; or the refusal.
+func (s *Server) authenticate(r *http.Request, now time.Time) (App, string, bool, *refusal) {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	tenant, v1 := strings.CutSuffix(path, "/oauth2/token")
+	if !v1 {
+		var v2 bool
+		if tenant, v2 = strings.CutSuffix(path, "/oauth2/v2.0/token"); !v2 {
+			return App{}, "", false, refuse(404, "invalid_request", 900561, "The endpoint only accepts POST requests.")
+		}
+	}
+	form := r.PostForm
+	switch {
+	case r.Method != http.MethodPost:
+		return App{}, "", false, refuse(404, "invalid_request", 900561, "The endpoint only accepts POST requests.")
+	case tenant != s.TenantID && tenant != s.TenantDomain:
+		return App{}, "", false, refuse(400, "invalid_request", 90002,
+			"Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant)
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+		return App{}, "", false, refuse(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+	case form.Get("grant_type") != "client_credentials":
+		return App{}, "", false, refuse(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+	}
+	app, ok := s.Apps[form.Get("client_id")]
+	if !ok {
+		return App{}, "", false, refuse(400, "unauthorized_client", 700016,
+			"Application with identifier '%s' was not found in the directory '%s'.", form.Get("client_id"), s.TenantDomain)
+	}
+	resource := form.Get("resource")
+	if !v1 {
+		var ok bool
+		if resource, ok = strings.CutSuffix(form.Get("scope"), "/.default"); !ok || form.Has("resource") {
+			return App{}, "", false, refuse(400, "invalid_scope", 1002012,
+				"The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", form.Get("scope"))
+		}
+	}
+	var ref *refusal
+	switch {
+	case form.Has("client_secret") && form.Has("client_assertion"):
+		ref = refuse(400, "invalid_request", 7000219, "Only one client credential may be presented.")
+	case form.Has("client_secret"):
+		ref = s.checkSecret(app, form)
+	case form.Has("client_assertion") && !v1:
+		ref = s.checkAssertion(app, form, "https://"+r.Host+r.URL.Path, now)
+	default:
+		ref = refuse(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	}
+	if ref != nil {
+		return App{}, "", false, ref
+	}
+	if _, ok := s.Audiences[resource]; !ok {
+		return App{}, "", false, refuse(400, "invalid_resource", 500011,
+			"The resource principal named %s was not found in the tenant named %s.", resource, s.TenantDomain)
+	}
+	return app, resource, !v1, nil
+}
+
+// checkSecret checks the client secret in form against app's.
+func (s *Server) checkSecret(app App, form url.Values) *refusal {
+	if app.Secret == "" || len(form["client_secret"]) != 1 || form.Get("client_secret") != app.Secret {
+		return refuse(401, "invalid_client", 7000215,
+			"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", app.ClientID)
+	}
+	if app.SecretExpired {
+		return refuse(401, "invalid_client", 7000222, "The provided client secret keys for app '%s' are expired.", app.ClientID)
+	}
+	return nil
 }
 
 // TokenBody returns a v1 token response as Entra sends it: every number a JSON string.
