@@ -12,9 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -39,24 +37,18 @@ type clientCertificate struct {
 	key      *rsa.PrivateKey
 }
 
-// loadCertificate reads the PEM file at path, at most maxCredentialSize bytes: one or more
+// loadCertificate reads the PEM file at path (see [readCredentialFile]): one or more
 // certificates (the leaf and any chain) and one unencrypted private key in PKCS#1, PKCS#8 or SEC 1
 // form. It checks, before any request, that the key is an RSA key of at least 2048 bits (Entra ID
 // takes PS256 assertions only), that it matches a certificate, and that this certificate is valid at
 // now. An unreadable file gives exit status 1, anything else wrong exit status 2. Its errors never
 // hold the key.
 func loadCertificate(path string, now time.Time) (*clientCertificate, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	data, err := readCredentialFile(path)
+	if errors.Is(err, errTooLarge) {
+		return nil, withExit(exitCredential, fmt.Errorf("reading certificate %q: %w", path, err))
+	} else if err != nil {
 		return nil, withExit(exitConfig, fmt.Errorf("reading certificate %q: %w", path, err))
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCredentialSize+1))
-	if err != nil {
-		return nil, withExit(exitConfig, fmt.Errorf("reading certificate %q: %w", path, err))
-	}
-	if len(data) > maxCredentialSize {
-		return nil, withExit(exitCredential, fmt.Errorf("reading certificate %q: larger than %d bytes", path, maxCredentialSize))
 	}
 	c, err := parseCertificatePEM(data, now)
 	if err != nil {

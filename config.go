@@ -48,6 +48,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 			errs = append(errs, fmt.Errorf("%s is not set", v.name))
 		}
 	}
+	for _, v := range []struct{ name, value string }{
+		{"ENTRA_SERVICE_PRINCIPAL", getenv("ENTRA_SERVICE_PRINCIPAL")},
+		{"BEARER_TOKEN_FILE", c.tokenFile},
+		{"AZURE_CLIENT_CERTIFICATE_PATH", getenv("AZURE_CLIENT_CERTIFICATE_PATH")},
+		{"AZURE_FEDERATED_TOKEN_FILE", getenv("AZURE_FEDERATED_TOKEN_FILE")},
+	} {
+		if err := checkPath(v.value); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", v.name, v.value, err))
+		}
+	}
 	if err := checkResource(c.resource); c.resource != "" && err != nil {
 		errs = append(errs, fmt.Errorf("AZURE_RESOURCE %q: %w", c.resource, err))
 	}
@@ -58,7 +68,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	authority, err := parseAuthorityHost(getenv("AZURE_AUTHORITY_HOST"))
 	if err != nil {
-		errs = append(errs, fmt.Errorf("AZURE_AUTHORITY_HOST %q: %w", getenv("AZURE_AUTHORITY_HOST"), err))
+		errs = append(errs, fmt.Errorf("AZURE_AUTHORITY_HOST: %w", err))
 	}
 	c.authority = authority
 	if s := getenv("BEARER_TOKEN_FILE_MODE"); s != "" {
@@ -94,6 +104,15 @@ func checkResource(resource string) error {
 	return checkPrintable(resource)
 }
 
+// checkPath reports an error if path holds control characters or starts or ends with a space: most
+// likely a stray newline from a YAML block scalar, which would name another file.
+func checkPath(path string) error {
+	if strings.ContainsFunc(path, func(r rune) bool { return r < ' ' || r == 0x7f }) || strings.TrimSpace(path) != path {
+		return errors.New("holds control characters or surrounding white space")
+	}
+	return nil
+}
+
 // checkPrintable reports an error if s holds white space or control characters.
 func checkPrintable(s string) error {
 	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
@@ -105,18 +124,22 @@ func checkPrintable(s string) error {
 // parseAuthorityHost returns the Entra authority s ("" means the public cloud's) as an https URL whose
 // path ends in "/", so that the tenant can be joined to it. The Azure SDKs read the same variable
 // (https://learn.microsoft.com/en-us/azure/developer/go/sdk/authentication/authentication-overview).
+// Its errors quote s, less any password.
 func parseAuthorityHost(s string) (*url.URL, error) {
 	if s == "" {
 		s = defaultAuthorityHost
 	}
 	u, err := url.Parse(s)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, errors.New("not a URL")
+	}
+	port, portErr := strconv.ParseUint(u.Port(), 10, 16)
+	switch {
 	case u.Scheme != "https":
-		return nil, errors.New("want an https URL such as https://login.microsoftonline.us/")
-	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		return nil, errors.New("want a host name and nothing else, such as https://login.microsoftonline.us/")
+		return nil, fmt.Errorf("%q: want an https URL such as https://login.microsoftonline.us/", u.Redacted())
+	case u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" ||
+		u.Port() != "" && (portErr != nil || port == 0):
+		return nil, fmt.Errorf("%q: want a host name, an optional port and nothing else, such as https://login.microsoftonline.us/", u.Redacted())
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
@@ -133,7 +156,7 @@ func checkNoTokenFile(path string) error {
 	case err == nil:
 		return withExit(exitConfig, fmt.Errorf("token file %q already exists: an init container re-run on an emptyDir that survived it is the usual cause; the main container can use that token, or delete it first", path))
 	case !errors.Is(err, fs.ErrNotExist):
-		return withExit(exitConfig, fmt.Errorf("checking token file %q: %w", path, err))
+		return withExit(exitConfig, fmt.Errorf("checking token file %q: %w", path, pathErr(err)))
 	}
 	return nil
 }

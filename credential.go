@@ -5,16 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 )
-
-// maxCredentialSize bounds the service principal file, in bytes. "az ad sp create-for-rbac" prints about
-// 200; anything near this is not a service principal file.
-const maxCredentialSize = 1 << 20
 
 // servicePrincipal is the JSON that "az ad sp create-for-rbac" prints
 // (https://learn.microsoft.com/en-us/cli/azure/ad/sp#az-ad-sp-create-for-rbac). Password is the client
@@ -33,13 +28,10 @@ type servicePrincipal struct {
 // (a Kubernetes Secret volume links the file into a "..data" directory). An unreadable file gives exit
 // status 1, an invalid one exit status 2. Errors never quote the file's content: it holds the secret.
 func readServicePrincipal(path string) (servicePrincipal, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return servicePrincipal{}, withExit(exitConfig, fmt.Errorf("reading service principal %q: %w", path, err))
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCredentialSize+1))
-	if err != nil {
+	data, err := readCredentialFile(path)
+	if errors.Is(err, errTooLarge) {
+		return servicePrincipal{}, withExit(exitCredential, fmt.Errorf("reading service principal %q: %w: not a service principal file", path, err))
+	} else if err != nil {
 		return servicePrincipal{}, withExit(exitConfig, fmt.Errorf("reading service principal %q: %w", path, err))
 	}
 	sp, err := parseServicePrincipal(data)
@@ -67,13 +59,10 @@ type spFile struct {
 }
 
 // parseServicePrincipal parses the content of a service principal file: UTF-8 JSON, with or without a
-// byte-order mark, at most maxCredentialSize bytes. "password" is a non-empty string, or null for a
+// byte-order mark. "password" is a non-empty string, or null for a
 // certificate credential. It names the formats it recognises but cannot use (UTF-16, --sdk-auth) and
 // says what to do. Its errors never hold any of data.
 func parseServicePrincipal(data []byte) (servicePrincipal, error) {
-	if len(data) > maxCredentialSize {
-		return servicePrincipal{}, fmt.Errorf("file is larger than %d bytes: not a service principal file", maxCredentialSize)
-	}
 	if isUTF16(data) {
 		return servicePrincipal{}, errors.New("file is UTF-16 text (as Windows PowerShell 5 writes with \">\"): save it as UTF-8, e.g. with \"Out-File -Encoding utf8\" or PowerShell 7")
 	}
@@ -149,9 +138,12 @@ func jsonError(err error) error {
 }
 
 // checkTenant reports an error unless tenant is a tenant ID or a domain name: ASCII letters, digits,
-// "." and "-", the rule the Azure SDK for Go applies before putting it in a URL path
-// (azidentity's validTenantID).
+// "." and "-", the rule the Azure SDK for Go applies before putting it in a URL path (azidentity's
+// validTenantID), and starting with a letter or digit, so that "." and ".." cannot climb the path.
 func checkTenant(tenant string) error {
+	if tenant == "" || tenant[0] == '.' || tenant[0] == '-' {
+		return errors.New(`attribute "tenant" must be a tenant ID or domain name, starting with a letter or digit`)
+	}
 	for _, r := range tenant {
 		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '-') {
 			return errors.New(`attribute "tenant" must be a tenant ID or domain name: ASCII letters, digits, "." and "-" only`)

@@ -13,13 +13,12 @@ import (
 // code with a hint for the well-known ones, the first line of the description, the trace and correlation
 // IDs Microsoft support asks for, and the authority. Error responses hold no token or secret.
 type entraError struct {
-	Code          string          `json:"error"`
-	Description   string          `json:"error_description"`
-	ErrorCodes    json.RawMessage `json:"error_codes"` // numbers; decoded leniently by aadsts
-	Timestamp     string          `json:"timestamp"`
-	TraceID       string          `json:"trace_id"`
-	CorrelationID string          `json:"correlation_id"`
-	ErrorURI      string          `json:"error_uri"`
+	Code          string          // error
+	Description   string          // error_description
+	ErrorCodes    json.RawMessage // error_codes: numbers, decoded leniently by aadsts
+	Timestamp     string          // timestamp
+	TraceID       string          // trace_id
+	CorrelationID string          // correlation_id
 
 	status    string // "401 Unauthorized"
 	authority string // scheme://host/ the request went to

@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -52,20 +50,12 @@ func loadWorkloadIdentity(getenv func(string) string) (identity, credential, err
 	return id, c, nil
 }
 
-// read returns the federated token from its file, read through a 1 MiB limit. The kubelet writes it
+// read returns the federated token from its file (see [readCredentialFile]). The kubelet writes it
 // without white space around it; any is trimmed, and white space inside is an error.
 func (c *federatedToken) read() (string, error) {
-	f, err := os.Open(c.path)
+	data, err := readCredentialFile(c.path)
 	if err != nil {
 		return "", fmt.Errorf("reading federated token %q: %w", c.path, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCredentialSize+1))
-	if err != nil {
-		return "", fmt.Errorf("reading federated token %q: %w", c.path, err)
-	}
-	if len(data) > maxCredentialSize {
-		return "", fmt.Errorf("reading federated token %q: larger than %d bytes", c.path, maxCredentialSize)
 	}
 	token := strings.TrimSpace(string(data))
 	switch {

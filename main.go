@@ -56,7 +56,7 @@
 //	SSL_CERT_FILE            a PEM bundle of CA certificates to trust instead of the system's
 //	SSL_CERT_DIR             (a TLS-inspecting proxy, or a test stand-in for Entra).
 //
-// The program sends exactly one request. With a client secret it is a form-encoded POST to the v1 token
+// A run that succeeds at once sends exactly one request. With a client secret it is a form-encoded POST to the v1 token
 // endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/token with the resource; with a certificate (a PS256
 // client assertion signed with its key) or a federated token (sent as the client assertion), a POST to
 // the v2 endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/v2.0/token with the scope AZURE_RESOURCE + "/.default".

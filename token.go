@@ -34,11 +34,9 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	out, err := createPendingFile(cfg.tokenFile, cfg.fileMode)
-	if err != nil {
+	if err := checkTokenDir(cfg.tokenFile); err != nil {
 		return withExit(exitWrite, err)
 	}
-	defer out.discard()
 
 	endpoint, form := tokenRequest(cfg, id, cred)
 	attrs := []any{"version", programVersion()}
@@ -59,7 +57,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
 	}
-	if err := out.publish(ctx, resp.AccessToken); err != nil {
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken); err != nil {
 		return withExit(exitWrite, err)
 	}
 	attrs = []any{}
@@ -82,11 +80,13 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 // The tenant has passed checkTenant and is path-escaped all the same.
 func tokenRequest(cfg config, id identity, cred credential) (endpoint string, form func() (url.Values, error)) {
 	fields := url.Values{"grant_type": {"client_credentials"}}
+	// Not JoinPath: it would clean dot segments away.
+	endpoint = cfg.authority.String() + url.PathEscape(id.tenant)
 	if cred.v2() {
-		endpoint = cfg.authority.JoinPath(id.tenant, "oauth2", "v2.0", "token").String()
+		endpoint += "/oauth2/v2.0/token"
 		fields.Set("scope", cfg.resource+"/.default")
 	} else {
-		endpoint = cfg.authority.JoinPath(id.tenant, "oauth2", "token").String()
+		endpoint += "/oauth2/token"
 		fields.Set("resource", cfg.resource)
 	}
 	return endpoint, func() (url.Values, error) {
@@ -134,9 +134,36 @@ func newHTTPClient() *http.Client {
 // expires_in, expires_on, not_before and ext_expires_in as JSON strings and v2 as numbers; the token's own
 // "exp" claim is what counts, so they are not decoded at all and can never fail a run.
 type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
+	AccessToken string
+	TokenType   string
 	entraError
+}
+
+// decodeTokenResponse decodes a token endpoint response, a JSON object, leniently: a member that is
+// not a string, such as a number where a string was expected, reads as absent instead of failing the
+// whole response, so that the message says what is missing.
+func decodeTokenResponse(body []byte) (tokenResponse, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return tokenResponse{}, err
+	}
+	str := func(name string) string {
+		var s string
+		_ = json.Unmarshal(members[name], &s)
+		return s
+	}
+	return tokenResponse{
+		AccessToken: str("access_token"),
+		TokenType:   str("token_type"),
+		entraError: entraError{
+			Code:          str("error"),
+			Description:   str("error_description"),
+			ErrorCodes:    members["error_codes"],
+			Timestamp:     str("timestamp"),
+			TraceID:       str("trace_id"),
+			CorrelationID: str("correlation_id"),
+		},
+	}, nil
 }
 
 // retryable marks a failed attempt that may succeed later. retryAfter is the server's Retry-After, zero
@@ -244,15 +271,19 @@ var retryableStatus = map[int]bool{
 	http.StatusGatewayTimeout:      true,
 }
 
+// neverRetried holds the statuses of a refused request, never retried, not even with
+// "temporarily_unavailable": the same request would be refused again.
+var neverRetried = map[int]bool{http.StatusBadRequest: true, http.StatusUnauthorized: true}
+
 // interpretResponse turns resp, whose body has been read into body, into a token response or an error,
 // with the rigour of golang.org/x/oauth2's internal/token.go: a non-2xx status, a 2xx carrying "error",
 // and a 2xx without "access_token" all fail. Errors are [retryable] for retryableStatus and for
-// "temporarily_unavailable" (RFC 6749 section 4.1.2.1), whatever the status, and carry Retry-After.
+// "temporarily_unavailable" (RFC 6749 section 4.1.2.1) but with 400 and 401, and carry Retry-After.
 func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error) {
 	authority := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + "/"
-	var tr tokenResponse
-	jsonErr := json.Unmarshal(body, &tr)
-	tr.entraError.status = resp.Status
+	tr, jsonErr := decodeTokenResponse(body)
+	// The reason phrase is the server's to choose: print the standard one.
+	tr.entraError.status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	tr.entraError.authority = authority
 	var err error
 	switch {
@@ -262,11 +293,11 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 		e := tr.entraError
 		err = &e
 	case tr.AccessToken == "":
-		err = fmt.Errorf("token response from %q (%s) has no access_token", authority, resp.Status)
+		err = fmt.Errorf("token response from %q (%d %s) has no access_token", authority, resp.StatusCode, http.StatusText(resp.StatusCode))
 	default:
 		return &tr, nil
 	}
-	if retryableStatus[resp.StatusCode] || tr.Code == "temporarily_unavailable" {
+	if retryableStatus[resp.StatusCode] || tr.Code == "temporarily_unavailable" && !neverRetried[resp.StatusCode] {
 		return nil, &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	return nil, err
@@ -276,7 +307,7 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 // 429, by its status, media type and size: never by its content.
 func notJSONError(resp *http.Response, size int) error {
 	where := fmt.Sprintf("%s://%s/", resp.Request.URL.Scheme, resp.Request.URL.Host)
-	msg := fmt.Sprintf("token response from %q: %s, not JSON (Content-Type %q, %d bytes)", where, resp.Status, resp.Header.Get("Content-Type"), size)
+	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", where, resp.StatusCode, http.StatusText(resp.StatusCode), resp.Header.Get("Content-Type"), size)
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", resp.Header.Get("Location"))
@@ -288,6 +319,10 @@ func notJSONError(resp *http.Response, size int) error {
 	return errors.New(msg)
 }
 
+// maxRetryAfter caps a Retry-After, in seconds, below time.Duration's overflow; any wait this long is
+// past every deadline anyway.
+const maxRetryAfter = 1 << 32
+
 // parseRetryAfter returns the wait a Retry-After header value asks for, in delay-seconds or as an
 // HTTP-date (RFC 9110 section 10.2.3), relative to now; zero for an empty, invalid or past value.
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -295,8 +330,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		return time.Duration(min(secs, maxRetryAfter)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,7 +298,20 @@ func runCases() []runCase {
 		{name: "temporarily_unavailable with 200 then success", wantRequests: 2,
 			setup: enqueue(errorResponse(200, "temporarily_unavailable", 0))},
 		{name: "Retry-After as an HTTP date", wantRequests: 2,
-			setup: enqueue(entratest.Response{Status: 503, Header: map[string]string{"Retry-After": time.Now().Add(1500 * time.Millisecond).UTC().Format(http.TimeFormat)}})},
+			setup: func(f *fixture) {
+				// HTTP dates have whole seconds: 3 s ahead is 2 to 3 s from now.
+				at := time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)
+				f.srv.Enqueue(entratest.Response{Status: 503, Header: map[string]string{"Retry-After": at}})
+			},
+			wantOut: []string{"retry_in=2."}},
+		{name: "408 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 408})},
+		{name: "500 then success", wantRequests: 2, setup: enqueue(errorResponse(500, "server_error", 0))},
+		{name: "504 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 504, Body: "gateway timeout"})},
+		{name: "numbers where strings were expected", wantRequests: 1,
+			setup: func(f *fixture) {
+				body, _ := json.Marshal(map[string]any{"token_type": "Bearer", "access_token": tokenFor(f.t, nil), "correlation_id": 12, "expires_on": []int{1}})
+				f.srv.Enqueue(jsonResponse(200, string(body)))
+			}},
 		{name: "502 HTML from a proxy then success", wantRequests: 2,
 			setup: enqueue(entratest.Response{Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>Bad Gateway</body></html>"})},
 
@@ -309,6 +323,23 @@ func runCases() []runCase {
 			wantOut: []string{"v2 scope, not a resource"}},
 		{name: "resource with a trailing newline", wantExit: 1, setup: setEnv("AZURE_RESOURCE", entratest.PrometheusResource+"\n"),
 			wantOut: []string{"white space"}},
+		{name: "authority with a bad port", wantExit: 1, setup: setEnv("AZURE_AUTHORITY_HOST", "https://127.0.0.1:99999/"), wantOut: []string{"AZURE_AUTHORITY_HOST"}},
+		{name: "authority without a host", wantExit: 1, setup: setEnv("AZURE_AUTHORITY_HOST", "https://:443/"), wantOut: []string{"AZURE_AUTHORITY_HOST"}},
+		{name: "authority with a password", wantExit: 1, wantOut: []string{"xxxxx"},
+			setup: func(f *fixture) {
+				f.secret = "hunter2-secret"
+				f.env["AZURE_AUTHORITY_HOST"] = "https://user:" + f.secret + "@login.microsoftonline.com/"
+			}},
+		{name: "token file path with a trailing newline", wantExit: 1,
+			setup: func(f *fixture) { f.env["BEARER_TOKEN_FILE"] += "\n" }, wantOut: []string{"BEARER_TOKEN_FILE", "control characters"}},
+		{name: "service principal path with a trailing newline", wantExit: 1,
+			setup: func(f *fixture) { f.env["ENTRA_SERVICE_PRINCIPAL"] += "\n" }, wantOut: []string{"ENTRA_SERVICE_PRINCIPAL", "control characters"}},
+		{name: "service principal is a FIFO", wantExit: 1,
+			setup: func(f *fixture) {
+				fifo := filepath.Join(f.dir, "fifo")
+				mustDo(f.t, syscall.Mkfifo(fifo, 0o600))
+				f.env["ENTRA_SERVICE_PRINCIPAL"] = fifo
+			}, wantOut: []string{"not a regular file"}},
 		{name: "http authority", wantExit: 1, setup: setEnv("AZURE_AUTHORITY_HOST", "http://login.microsoftonline.com/"), wantOut: []string{"AZURE_AUTHORITY_HOST", "https"}},
 		{name: "authority with a query", wantExit: 1, setup: setEnv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/?x=1"), wantOut: []string{"AZURE_AUTHORITY_HOST"}},
 		{name: "bad file mode", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE_MODE", "rw-r--r--"), wantOut: []string{"BEARER_TOKEN_FILE_MODE"}},
@@ -343,6 +374,8 @@ func runCases() []runCase {
 		{name: "missing password", wantExit: 2, setup: sp(validSP(map[string]any{"password": "-"})), wantOut: []string{`\"password\"`}},
 		{name: "empty password", wantExit: 2, setup: sp(validSP(map[string]any{"password": ""})), wantOut: []string{`\"password\"`}},
 		{name: "missing tenant", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "-"})), wantOut: []string{`\"tenant\"`}},
+		{name: "tenant ..", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": ".."})), wantOut: []string{"tenant ID or domain name"}},
+		{name: "tenant .", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "."})), wantOut: []string{"tenant ID or domain name"}},
 		{name: "tenant with a slash", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "../common"})), wantOut: []string{"tenant ID or domain name"}},
 		{name: "tenant with a query", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "contoso?x=y"})), wantOut: []string{"tenant ID or domain name"}},
 		{name: "tenant with non-ASCII letters", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "cöntoso.com"})), wantOut: []string{"tenant ID or domain name"}},
@@ -375,6 +408,16 @@ func runCases() []runCase {
 			wantOut: []string{"AADSTS90002", "set AZURE_AUTHORITY_HOST"}},
 		{name: "resource not found", wantExit: 10, wantRequests: 1, setup: setEnv("AZURE_RESOURCE", "https://prometheus.monitor.azure.us"),
 			wantOut: []string{"AADSTS500011", "check AZURE_RESOURCE"}},
+		{name: "400 temporarily_unavailable not retried", wantExit: 10, wantRequests: 1, setup: enqueue(errorResponse(400, "temporarily_unavailable", 0))},
+		{name: "401 temporarily_unavailable not retried", wantExit: 10, wantRequests: 1, setup: enqueue(errorResponse(401, "temporarily_unavailable", 0))},
+		{name: "401 with several AADSTS codes", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(jsonResponse(401, `{"error":"invalid_client","error_description":"AADSTS7000222: expired.","error_codes":[7000222,50012],"trace_id":"t-2","correlation_id":"c-2"}`)),
+			wantOut: []string{"AADSTS7000222 (the client secret has expired", "AADSTS50012", `trace ID \"t-2\"`}},
+		{name: "error as an object", wantExit: 10, wantRequests: 1,
+			setup: enqueue(jsonResponse(401, `{"error":{"code":"InvalidAuthenticationToken"}}`)), wantOut: []string{"401 Unauthorized"}},
+		{name: "Retry-After too large for 32 bits", wantExit: 10, wantRequests: 1,
+			setup:   enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "99999999999999999999"}}),
+			wantOut: []string{"past the deadline"}},
 		{name: "several AADSTS codes", wantExit: 10, wantRequests: 1,
 			setup:   enqueue(jsonResponse(400, `{"error":"invalid_request","error_description":"AADSTS50012: one.\r\nTrace ID: t\r\nCorrelation ID: c\r\nTimestamp: now","error_codes":[50012,7000215],"trace_id":"t-1","correlation_id":"c-1"}`)),
 			wantOut: []string{"AADSTS50012", "AADSTS7000215", `trace ID \"t-1\"`, `correlation ID \"c-1\"`, `description \"one.\"`}},
@@ -387,10 +430,10 @@ func runCases() []runCase {
 		{name: "truncated body", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				f.srv.Enqueue(jsonResponse(200, string(entratest.TokenBody(tokenFor(f.t, nil), "Bearer", "r", time.Now().Add(time.Hour)))[:100]))
-			}, wantOut: []string{"not JSON", "cut short"}},
+			}, wantOut: []string{"not a JSON object", "cut short"}},
 		{name: "HTML 400 from a proxy", wantExit: 10, wantRequests: 1,
 			setup:   enqueue(entratest.Response{Status: 400, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html>" + entratest.DefaultSecret + "</html>"}),
-			wantOut: []string{"not JSON", "text/html"}},
+			wantOut: []string{"not a JSON object", "text/html"}},
 		{name: "10 MiB body", wantExit: 10, wantRequests: 1,
 			setup: enqueue(jsonResponse(200, `{"access_token":"`+strings.Repeat("A", 10<<20)+`"}`)), wantOut: []string{"larger than 1048576 bytes"}},
 		{name: "redirect not followed", wantExit: 10, wantRequests: 1,

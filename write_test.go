@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
 
 // TestCancelMidRequest cancels the run, as SIGTERM does, while Entra has not answered yet: the run
@@ -41,6 +43,36 @@ func TestCancelMidRequest(t *testing.T) {
 	}
 	if got := len(f.srv.Requests()); got != 1 {
 		t.Errorf("%d requests, want 1", got)
+	}
+}
+
+// TestCancelDuringRetryWait cancels the run while it waits out a Retry-After: it stops at once.
+func TestCancelDuringRetryWait(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.srv.Enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "30"}})
+	ctx, cancel := context.WithCancelCause(t.Context())
+	go func() {
+		for len(f.srv.Requests()) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		cancel(errors.New("signal: terminated"))
+	}()
+	start := time.Now()
+	out, err := f.run(ctx)
+	f.checkNoSecrets(out)
+	if got := exitStatus(err); got != exitRequest {
+		t.Errorf("exit status = %d, want %d (error: %v)", got, exitRequest, err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("run took %v: the Retry-After wait did not stop on cancellation", elapsed)
+	}
+	if got := len(f.srv.Requests()); got != 1 {
+		t.Errorf("%d requests, want 1", got)
+	}
+	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+		t.Errorf("token directory (-want +got):\n%s", diff)
 	}
 }
 
@@ -132,13 +164,9 @@ func TestPublishAfterCancel(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	target := filepath.Join(dir, "token")
-	p, err := createPendingFile(target, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := p.publish(ctx, "x.y.z"); err == nil {
+	if err := writeTokenFile(ctx, target, 0o644, "x.y.z"); err == nil {
 		t.Error("publish after cancel succeeded")
 	}
 	entries, _ := os.ReadDir(dir)
