@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,63 +17,50 @@ import (
 	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
 
-// TestCancelMidRequest cancels the run, as SIGTERM does, while Entra has not answered yet: the run
-// stops at once and leaves nothing behind.
-func TestCancelMidRequest(t *testing.T) {
+// TestCancel cancels the run, as SIGTERM does, while Entra has not answered yet and while the run waits
+// out a Retry-After: the run stops at once, long before the answer or the wait, and leaves nothing
+// behind.
+func TestCancel(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.srv.Enqueue(entratestHang())
-	ctx, cancel := context.WithCancelCause(t.Context())
-	go func() {
-		for len(f.srv.Requests()) == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
-		cancel(errors.New("signal: terminated"))
-	}()
-	start := time.Now()
-	out, err := f.run(ctx)
-	f.checkNoSecrets(out)
-	if got := exitStatus(err); got != exitRequest {
-		t.Errorf("exit status = %d, want %d (error: %v)", got, exitRequest, err)
-	}
-	if elapsed := time.Since(start); elapsed > 10*time.Second {
-		t.Errorf("run took %v after cancellation", elapsed)
-	}
-	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
-		t.Errorf("token directory after cancellation (-want +got):\n%s", diff)
-	}
-	if got := len(f.srv.Requests()); got != 1 {
-		t.Errorf("%d requests, want 1", got)
-	}
-}
-
-// TestCancelDuringRetryWait cancels the run while it waits out a Retry-After: it stops at once.
-func TestCancelDuringRetryWait(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	f.srv.Enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "30"}})
-	ctx, cancel := context.WithCancelCause(t.Context())
-	go func() {
-		for len(f.srv.Requests()) == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
-		time.Sleep(100 * time.Millisecond)
-		cancel(errors.New("signal: terminated"))
-	}()
-	start := time.Now()
-	out, err := f.run(ctx)
-	f.checkNoSecrets(out)
-	if got := exitStatus(err); got != exitRequest {
-		t.Errorf("exit status = %d, want %d (error: %v)", got, exitRequest, err)
-	}
-	if elapsed := time.Since(start); elapsed > 10*time.Second {
-		t.Errorf("run took %v: the Retry-After wait did not stop on cancellation", elapsed)
-	}
-	if got := len(f.srv.Requests()); got != 1 {
-		t.Errorf("%d requests, want 1", got)
-	}
-	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
-		t.Errorf("token directory (-want +got):\n%s", diff)
+	for _, tc := range []struct {
+		name  string
+		entra entratest.Response
+		after time.Duration // from the first request to the cancellation
+	}{
+		{"mid-request", entratestHang(), 0},
+		{"during a Retry-After wait", entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "60"}}, 100 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			f.srv.Enqueue(tc.entra)
+			ctx, cancel := context.WithCancelCause(t.Context())
+			go func() {
+				for len(f.srv.Requests()) == 0 {
+					time.Sleep(5 * time.Millisecond)
+				}
+				time.Sleep(tc.after)
+				cancel(errors.New("signal: terminated"))
+			}()
+			start := time.Now()
+			out, err := f.run(ctx)
+			f.checkNoSecrets(out)
+			if got := exitStatus(err); got != exitRequest {
+				t.Errorf("exit status = %d, want %d (error: %v)", got, exitRequest, err)
+			}
+			if !strings.Contains(out, "signal: terminated") {
+				t.Errorf("output does not give the cause:\n%s", out)
+			}
+			if elapsed := time.Since(start); elapsed > 30*time.Second {
+				t.Errorf("run went on for %v after cancellation, as if it waited for Entra", elapsed)
+			}
+			if got := len(f.srv.Requests()); got != 1 {
+				t.Errorf("%d requests, want 1", got)
+			}
+			if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+				t.Errorf("token directory after cancellation (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
