@@ -130,10 +130,6 @@ func wantAssertionRequest(t *testing.T, f *fixture, resource string) url.Values 
 	if diff := cmp.Diff("POST /"+entratest.DefaultTenantID+"/oauth2/v2.0/token", r.Method+" "+r.Path); diff != "" {
 		t.Errorf("request line (-want +got):\n%s", diff)
 	}
-	var keys []string
-	for k := range r.Form {
-		keys = append(keys, k)
-	}
 	want := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_id":             {entratest.DefaultClientID},

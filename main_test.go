@@ -125,17 +125,28 @@ func TestTerminationMessage(t *testing.T) {
 	}
 }
 
-// TestSignal builds the real program and sends it SIGTERM while Entra has not answered: it must stop
-// within moments, say why, exit with status 10 and leave nothing behind.
-func TestSignal(t *testing.T) {
+// TestBinary builds the real program as releases do, with the version stamped by -ldflags -X, and
+// checks -version; then sends it SIGTERM while Entra has not answered: it must stop within moments, say
+// why, exit with status 10 and leave nothing behind.
+func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the program")
 	}
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "azure-rest-api-token")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2",
+		"-ldflags", "-s -w -X main.version=v9.8.7 -X main.commit=0123abc", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	versionOut, err := exec.Command(bin, "-version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("azure-rest-api-token v9.8.7 (commit 0123abc)\n", string(versionOut)); diff != "" {
+		t.Errorf("-version (-want +got):\n%s", diff)
+	}
+
 	f := newFixture(t)
 	f.srv.Enqueue(entratestHang())
 	cmd := exec.Command(bin)
@@ -155,7 +166,7 @@ func TestSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	t.Logf("stopped %v after SIGTERM; output:\n%s", time.Since(start), out.String())
 	f.checkNoSecrets(out.String())
 	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != exitRequest {
