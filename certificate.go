@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -37,12 +38,12 @@ type clientCertificate struct {
 	key      *rsa.PrivateKey
 }
 
-// loadCertificate reads the PEM file at path (see [readCredentialFile]): one or more
-// certificates (the leaf and any chain) and one unencrypted private key in PKCS#1, PKCS#8 or SEC 1
-// form. It checks, before any request, that the key is an RSA key of at least 2048 bits (Entra ID
-// takes PS256 assertions only), that it matches a certificate, and that this certificate is valid at
-// now. An unreadable file gives exit status 1, anything else wrong exit status 2. Its errors never
-// hold the key.
+// loadCertificate reads the PEM file at path (see [readCredentialFile]): one or more certificates (the
+// leaf and any chain) and one unencrypted RSA private key in PKCS#1 or PKCS#8 form (EC keys, SEC 1 or
+// PKCS#8, are recognised to be refused). It checks, before any request, that the key is an RSA key of
+// at least 2048 bits (Entra ID takes PS256 assertions only), that it matches a certificate, and that
+// this certificate is valid at now. An unreadable file gives exit status 1, anything else wrong exit
+// status 2. Its errors never hold the key.
 func loadCertificate(path string, now time.Time) (*clientCertificate, error) {
 	data, err := readCredentialFile(path)
 	if errors.Is(err, errTooLarge) {
@@ -92,6 +93,8 @@ func parseCertificatePEM(data []byte, now time.Time) (*clientCertificate, error)
 		}
 	}
 	switch {
+	case key == nil && len(certs) == 0 && len(data) > 0 && data[0] == 0x30:
+		return nil, errors.New("binary DER, such as a PKCS#12 (.pfx) file, not PEM: convert it, e.g. openssl pkcs12 -in cert.pfx -nodes -out cert.pem")
 	case key == nil && len(certs) == 0:
 		return nil, errors.New("no PEM certificate or private key: want the PEM file \"az ad sp create-for-rbac --create-cert\" writes")
 	case key == nil:
@@ -121,11 +124,15 @@ func parseCertificatePEM(data []byte, now time.Time) (*clientCertificate, error)
 		return nil, fmt.Errorf("certificate %q is not valid for another %s (from %s, by this machine's clock)",
 			leaf.Subject.String(), leaf.NotBefore.Sub(now).Round(time.Second), leaf.NotBefore.UTC().Format(time.RFC3339))
 	case now.After(leaf.NotAfter):
-		return nil, fmt.Errorf("certificate %q expired %s ago, at %s: upload a new one with \"az ad app credential reset --id <appId> --create-cert\"",
+		return nil, fmt.Errorf("certificate %q expired %s ago, at %s: add a new one with \"az ad app credential reset --id <appId> --create-cert --append\"",
 			leaf.Subject.String(), now.Sub(leaf.NotAfter).Round(time.Second), leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &clientCertificate{leaf: leaf, key: rsaKey}, nil
 }
+
+// oidRSAPSS is the algorithm of an RSA key restricted to PSS (RFC 4055 section 3.1), which Go's x509
+// does not parse.
+const oidRSAPSS = "1.2.840.113549.1.1.10"
 
 // parsePrivateKey parses a PKCS#8 ("PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") or SEC 1 ("EC PRIVATE
 // KEY") block. Errors say which form failed, never the key's bytes.
@@ -141,7 +148,11 @@ func parsePrivateKey(block *pem.Block) (crypto.Signer, error) {
 		key, err = x509.ParseECPrivateKey(block.Bytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the %s block is not a valid private key", block.Type)
+		// x509's errors name formats and algorithm OIDs, never key bytes.
+		if strings.Contains(err.Error(), oidRSAPSS) {
+			return nil, errors.New("the private key is an RSA-PSS-only key (OID " + oidRSAPSS + "): Entra ID wants a plain RSA key (rsaEncryption); make the certificate with one")
+		}
+		return nil, fmt.Errorf("the %s block is not a private key this program can use: %w", block.Type, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {

@@ -190,6 +190,8 @@ func loadCredential(getenv func(string) string, now time.Time) (identity, creden
 		return identity{}, nil, withExit(exitConfig, errors.New("both ENTRA_SERVICE_PRINCIPAL and AZURE_FEDERATED_TOKEN_FILE are set: unset ENTRA_SERVICE_PRINCIPAL to use workload identity, or remove the pod's label azure.workload.identity/use to use the service principal"))
 	case spFile == "" && federatedFile == "" && getenv("AZURE_CLIENT_ID") == "" && getenv("AZURE_TENANT_ID") == "":
 		return identity{}, nil, withExit(exitConfig, errors.New("ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE)"))
+	case spFile == "" && certFile != "":
+		return identity{}, nil, withExit(exitConfig, errors.New("AZURE_CLIENT_CERTIFICATE_PATH is set but ENTRA_SERVICE_PRINCIPAL is not: a certificate credential needs a service principal file with \"password\": null, for its appId and tenant"))
 	case spFile == "":
 		return loadWorkloadIdentity(getenv)
 	}

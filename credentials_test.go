@@ -7,7 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
+	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -65,7 +68,8 @@ func (f *fixture) useCertificate(o pemOptions) {
 		key = must(entratest.RSAKey(3072))
 	}
 	keyBlock := encodeKey(f.t, key, o.keyForm)
-	f.secret = string(pem.EncodeToMemory(keyBlock))[40:80]
+	f.secret = ""
+	f.keyMaterial = keyMaterial(key, keyBlock)
 	switch o.encrypted {
 	case "pkcs8":
 		keyBlock = &pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: keyBlock.Bytes}
@@ -88,6 +92,28 @@ func (f *fixture) useCertificate(o pemOptions) {
 		f.env["AZURE_CLIENT_CERTIFICATE_PATH"] = pemFile
 	}
 	f.writeServicePrincipal(sp)
+}
+
+// keyMaterial returns the forms in which a leaked private key could show: each line of its PEM body,
+// and its private numbers in base64, hex and decimal.
+func keyMaterial(key crypto.Signer, block *pem.Block) []string {
+	lines := strings.Split(string(pem.EncodeToMemory(block)), "\n")
+	out := lines[1 : len(lines)-2] // without the BEGIN and END lines
+	var private []*big.Int
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		private = append([]*big.Int{k.D}, k.Primes...)
+	case *ecdsa.PrivateKey:
+		if b, err := k.Bytes(); err == nil {
+			private = append(private, new(big.Int).SetBytes(b))
+		}
+	}
+	for _, n := range private {
+		b := n.Bytes()
+		out = append(out, base64.StdEncoding.EncodeToString(b)[:32], base64.RawURLEncoding.EncodeToString(b)[:32],
+			hex.EncodeToString(b)[:32], n.String()[:32])
+	}
+	return out
 }
 
 func encodeKey(t *testing.T, key crypto.Signer, form string) *pem.Block {
@@ -210,10 +236,26 @@ func TestCertificate(t *testing.T) {
 				f.srv.Enqueue(errorResponse(503, "temporarily_unavailable", 0))
 			},
 			check: func(t *testing.T, f *fixture, _ string) {
-				r := f.srv.Requests()
-				if r[0].Form.Get("client_assertion") == r[1].Form.Get("client_assertion") {
-					t.Error("the retry sent the same assertion (same jti)")
+				var jtis []string
+				for _, r := range f.srv.Requests() {
+					parsed := must(jwt.ParseSigned(r.Form.Get("client_assertion"), []jose.SignatureAlgorithm{jose.PS256}))
+					var c jwt.Claims
+					mustDo(t, parsed.UnsafeClaimsWithoutVerification(&c))
+					jtis = append(jtis, c.ID)
 				}
+				if jtis[0] == jtis[1] {
+					t.Errorf("the retry sent the same jti %q", jtis[0])
+				}
+			}},
+		{name: "RSA-PSS-only key", wantExit: 2, wantOut: []string{"RSA-PSS"},
+			setup: func(f *fixture) {
+				f.useCertificate(pemOptions{})
+				mustDo(f.t, os.WriteFile(filepath.Join(f.dir, "cert.pem"), []byte(rsaPSSKeyPEM), 0o600))
+			}},
+		{name: "PKCS#12 file", wantExit: 2, wantOut: []string{"PKCS#12", "openssl pkcs12"},
+			setup: func(f *fixture) {
+				f.useCertificate(pemOptions{})
+				mustDo(f.t, os.WriteFile(filepath.Join(f.dir, "cert.pem"), []byte{0x30, 0x82, 0x0a, 0x01, 0x02, 0x01, 0x03}, 0o600))
 			}},
 
 		// Before any request.
@@ -225,7 +267,7 @@ func TestCertificate(t *testing.T) {
 		{name: "expired certificate", wantExit: 2, setup: cert(pemOptions{notBefore: time.Now().AddDate(-1, 0, 0), notAfter: time.Now().Add(-49 * time.Hour)}),
 			wantOut: []string{"expired 49h0m", "ago"}},
 		{name: "certificate not yet valid", wantExit: 2, setup: cert(pemOptions{notBefore: time.Now().Add(3 * time.Hour), notAfter: time.Now().AddDate(1, 0, 0)}),
-			wantOut: []string{"not valid for another 2h59m"}},
+			wantOut: []string{"not valid for another", "(from 20"}},
 		{name: "EC key in SEC 1 form", wantExit: 2, setup: cert(pemOptions{key: ecKey, keyForm: "EC PRIVATE KEY"}), wantOut: []string{"ECDSA P-256", "only RSA"}},
 		{name: "EC key in PKCS#8 form", wantExit: 2, setup: cert(pemOptions{key: ecKey}), wantOut: []string{"only RSA"}},
 		{name: "1024-bit RSA key", wantExit: 2, setup: cert(pemOptions{key: rsa1024}), wantOut: []string{"1024-bit", "at least 2048"}},
@@ -315,6 +357,20 @@ func TestWorkloadIdentity(t *testing.T) {
 				mustDo(f.t, os.WriteFile(f.env["AZURE_FEDERATED_TOKEN_FILE"], nil, 0o600))
 			},
 			wantOut: []string{"empty"}},
+		{name: "federated token expired", wantExit: 1, setup: wi(map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
+			wantOut: []string{"expired at", `sub \"system:serviceaccount:monitoring:prometheus-reader\"`}},
+		{name: "federated token not a JWT", wantExit: 1,
+			setup: func(f *fixture) {
+				f.useWorkloadIdentity(nil)
+				mustDo(f.t, os.WriteFile(f.env["AZURE_FEDERATED_TOKEN_FILE"], []byte("not-a-jwt-at-all"), 0o600))
+			},
+			wantOut: []string{"not a signed JWT"}},
+		{name: "certificate without a service principal file", wantExit: 1,
+			setup: func(f *fixture) {
+				f.useWorkloadIdentity(nil)
+				f.env["AZURE_CLIENT_CERTIFICATE_PATH"] = filepath.Join(f.dir, "cert.pem")
+			},
+			wantOut: []string{"AZURE_CLIENT_CERTIFICATE_PATH is set but ENTRA_SERVICE_PRINCIPAL is not"}},
 		{name: "tenant ID with a slash", wantExit: 1,
 			setup:   func(f *fixture) { f.useWorkloadIdentity(nil); f.env["AZURE_TENANT_ID"] = "common/../x" },
 			wantOut: []string{"AZURE_TENANT_ID"}},
@@ -326,8 +382,21 @@ func TestWorkloadIdentity(t *testing.T) {
 			wantOut: []string{"AADSTS700212", `aud [\"api://other\"]`}},
 		{name: "subject not federated", wantExit: 10, wantRequests: 1, setup: wi(map[string]any{"sub": "system:serviceaccount:default:default"}),
 			wantOut: []string{"AADSTS700213", `sub \"system:serviceaccount:default:default\"`}},
-		{name: "federated token expired", wantExit: 10, wantRequests: 1, setup: wi(map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
+		{name: "Entra finds the federated token out of its time range", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) {
+				f.useWorkloadIdentity(nil)
+				f.srv.Enqueue(errorResponse(400, "invalid_client", 700024))
+			},
 			wantOut: []string{"AADSTS700024", "exp 20"}},
+		{name: "subject and audience from two different federated credentials", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) {
+				f.useWorkloadIdentity(map[string]any{"sub": "system:serviceaccount:other:sa"})
+				app := f.srv.Apps[entratest.DefaultClientID]
+				app.Federated = append(app.Federated, entratest.FederatedCredential{
+					Issuer: entratest.ServiceAccountIssuer, Subject: "system:serviceaccount:other:sa", Audience: "api://something-else"})
+				f.srv.Apps[entratest.DefaultClientID] = app
+			},
+			wantOut: []string{"AADSTS70021", `sub \"system:serviceaccount:other:sa\"`}},
 		{name: "AADSTS70021", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				f.useWorkloadIdentity(nil)
@@ -336,3 +405,35 @@ func TestWorkloadIdentity(t *testing.T) {
 			wantOut: []string{"AADSTS70021", "federated credential"}},
 	})
 }
+
+// rsaPSSKeyPEM is a 2048-bit key made with "openssl genpkey -algorithm RSA-PSS": its PKCS#8 algorithm is
+// id-RSASSA-PSS, which Go cannot parse and Entra does not take.
+const rsaPSSKeyPEM = `-----BEGIN PRIVATE KEY-----
+MIIEvAIBADALBgkqhkiG9w0BAQoEggSoMIIEpAIBAAKCAQEAkIgV11rx6Zf9hpSd
+WIEn3mExx/N+NsMOEJR7OquYjvA/3ck8gKzYrsCn4Zz40QaR7WKTnecPykjZdO7I
+DdmLd1D2s0NPOHWA71AXHci6TvwwgOBPxH+VIxFuYLPiOtr/aGLua3z01mdaMKqb
+AGZ62xwdsESINYczGnLdKAPvCqjMAdtVH3pl3Jhmyp1yUWa4ZWzDauBtTtgKhzh3
+bXRv3R1dzgN9Ce+f1E96O/ZOeCqI6zHASfzeY+SyKKJLKvS48lE/ru6lYT6P5K0M
+kD6coB3j1038VVtSsEL5Cev5G/cVZpQ8Utb2/X5IWlwQzPhjLNxUnqewPiY7Dvdo
+jgQ0xQIDAQABAoIBAAOWDNPL4uK9rbN+YEijkDPLIVz3uc9t0KuipUupRFDIhJ0p
+K6WylgAA6qJaki0Fje7uROTyqGv5fTWSxPGHeYlpzd4fst67bIogBPEJsPv2SNVd
+V+gBsfP0sDYY7r7bU4yUEZxfmQQNw8Xmd5AaM70RKE2ldatLrLbSgpINRgvlSohM
+udpOpe4N+gcdl9n8XxJ3NcbHhRll6h7xiMm+AwFPmOks3W1HnshYvUedsHezLUkU
+0ffzx0hZMAH90suWnHOPVS+7Ltpok7NJiU87m5wDtrcuHczzlpmHV57Oe7Febu7E
+ir6gNYtLqJgyZcNnK9XCdy/ROaHZXeOcxl+O/MUCgYEAw8GhsH2BUJEvV7CFJ8Bi
+DLSKfPJyzTRo8tIDJcB9DjifWe9w+sweFUAc2afWSu75RgukrlCA7ow1UCUERwMX
+HBgWOGyq3RIXOpOzIgAc45gpDSPHTHbBx7dppxMCxixBJU+gAjvPQP+DIEvnGfCD
+zCjMCzfBhrOa5KMnIfllgPcCgYEAvQLJVf/hXHuL5AV2DiTzXJTVkp26R0FVrpn1
+AdCPShl9rs4cwrr39k1BFQ50I4DIOOEkymoRyqJG6kk6bltRCcj/6Mb0rXzhfKAb
+8ycw3GhSujkWwbfu2oI5pPWnFjy+lYSOW8VvjbKlDyKb+np9xVit2TJbdwU8S8oC
+lfpnRSMCgYEAn1SVJC+i906UeA0m9An0RF8WcUhtBHTqDum8wheAMfkISo1HKfrF
+aYp7cPTYyLjlj4ueiHrh1keshQT8DEiJoMZCH77i+3jkCzt4i+4HlX+duiIq7yOh
+6cpxZhllIqOWiqXamLbRpBfURI9DFKvcumliWqcRD3BUXFAnY9G4OlUCgYEAhXbj
+PoPZ2Zkv1cp5a1FyOuypxsbzk38yBoGWPTrNA5Dua7IFIwgtMdGpZDn5jlxQhcGN
+XhT6DTD7jFI7HVQD7DnvYqqieaLWAk94jQEegnRz/iVzyUSdN9R+6dnAq3YnSaL5
+dxn6RH9iCEbzBzLZfrG4yMbDSU78HbQ+kTLpGysCgYBX8/CPalYvbRwT94uSaorU
+5OZOebcn7xZ5l8c+g2I64+hOdvNtppsYw9gQTKGoF6CUz1BWjYM2YWoRW8DpRiTk
+hEETbdz0lRsR5kegElHH+/QyQ6CkS3vM/SqYnpNQdPBY8Rc9UbejL/fsAZGXQYZ2
+jEuK7OKbOhK5sZVTxQc7lg==
+-----END PRIVATE KEY-----
+`

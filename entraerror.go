@@ -32,6 +32,12 @@ var aadstsHints = map[int]string{
 	700016:  "no application with this appId in the tenant: check appId and tenant",
 	90002:   "tenant not found: check tenant, or the tenant is in another cloud: set AZURE_AUTHORITY_HOST (e.g. https://login.microsoftonline.us/)",
 	500011:  "resource not found in the tenant: check AZURE_RESOURCE, exactly, trailing slash included",
+	700027:  "the certificate is not registered on the app, or the assertion's signature does not verify: upload it with \"az ad app credential reset --id <appId> --cert @cert.pem --append\"",
+	700024:  "the client assertion is outside its validity: check the node's clock, and that the kubelet refreshes the federated token",
+	70021:   "the federated token matches no federated credential of the app",
+	700211:  "the federated token's issuer matches no federated credential of the app",
+	700212:  "the federated token's audience matches no federated credential of the app (want api://AzureADTokenExchange)",
+	700213:  "the federated token's subject matches no federated credential of the app",
 }
 
 // maxDescription bounds, in bytes, how much of error_description the message quotes.

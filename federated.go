@@ -64,7 +64,27 @@ func (c *federatedToken) read() (string, error) {
 	case checkPrintable(token) != nil:
 		return "", fmt.Errorf("reading federated token %q: it holds white space or control characters", c.path)
 	}
+	claims, err := federatedClaims(token)
+	if err != nil {
+		return "", fmt.Errorf("reading federated token %q: %w", c.path, err)
+	}
+	if claims.Expiry != nil && !claims.Expiry.Time().After(time.Now()) {
+		return "", fmt.Errorf("reading federated token %q: it expired at %s (iss %q, sub %q): the kubelet has stopped refreshing it, or the node's clock is wrong",
+			c.path, claims.Expiry.Time().UTC().Format(time.RFC3339), claims.Issuer, claims.Subject)
+	}
 	return token, nil
+}
+
+// federatedClaims decodes the federated token's claims without verifying it: Entra verifies it against
+// the cluster's OIDC issuer; this program only reads the claims to explain a refusal, and to refuse
+// a token that cannot work before sending it.
+func federatedClaims(token string) (jwt.Claims, error) {
+	var claims jwt.Claims
+	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
+	if err != nil || parsed.UnsafeClaimsWithoutVerification(&claims) != nil {
+		return jwt.Claims{}, errors.New("not a signed JWT, as a Kubernetes service account token is")
+	}
+	return claims, nil
 }
 
 // clientForm returns client_id, client_assertion_type and the federated token as it is in the file
@@ -100,13 +120,9 @@ func (c *federatedToken) explainRefusal(err error) error {
 	}
 	token, readErr := c.read()
 	if readErr != nil {
-		return err
+		return fmt.Errorf("%w; %w", err, readErr)
 	}
-	parsed, parseErr := jwt.ParseSigned(token, tokenAlgorithms)
-	var claims jwt.Claims
-	if parseErr != nil || parsed.UnsafeClaimsWithoutVerification(&claims) != nil {
-		return fmt.Errorf("%w; the federated token is not a JWT", err)
-	}
+	claims, _ := federatedClaims(token) // read has parsed it
 	exp := "none"
 	if claims.Expiry != nil {
 		exp = claims.Expiry.Time().UTC().Format(time.RFC3339)

@@ -41,14 +41,15 @@ func TestMain(m *testing.M) {
 // fixture is one run's world: an Entra stand-in, a service principal file, an empty directory for the
 // token file (the emptyDir), and the environment pointing at them.
 type fixture struct {
-	t         *testing.T
-	srv       *entratest.Server
-	dir       string
-	spFile    string
-	tokenDir  string
-	tokenFile string
-	secret    string // the client secret, which must never be printed
-	env       map[string]string
+	t           *testing.T
+	srv         *entratest.Server
+	dir         string
+	spFile      string
+	tokenDir    string
+	tokenFile   string
+	secret      string   // the client secret, which must never be printed
+	keyMaterial []string // pieces of a certificate's private key, which must never be printed either
+	env         map[string]string
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -133,6 +134,11 @@ func (f *fixture) checkNoSecrets(out string) {
 	f.t.Helper()
 	if f.secret != "" && strings.Contains(out, f.secret) {
 		f.t.Errorf("output holds the client secret:\n%s", out)
+	}
+	for _, k := range f.keyMaterial {
+		if strings.Contains(out, k) {
+			f.t.Errorf("output holds private key material %q:\n%s", k, out)
+		}
 	}
 	if m := jwtPattern.FindString(out); m != "" {
 		f.t.Errorf("output holds a token (%.20s…):\n%s", m, out)

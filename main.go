@@ -14,25 +14,28 @@
 //
 //   - a client secret: ENTRA_SERVICE_PRINCIPAL names a service principal file whose "password" is the
 //     secret;
-//
 //   - a certificate: the service principal file has "password": null, as with --create-cert, and the
 //     certificate and its key are in AZURE_CLIENT_CERTIFICATE_PATH or else, if readable here, in the
 //     file's "fileWithCertAndPrivateKey";
-//
 //   - workload identity federation: ENTRA_SERVICE_PRINCIPAL is unset, and AZURE_CLIENT_ID,
 //     AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE are set, as the Azure Workload Identity webhook
-//     sets them. Setting AZURE_FEDERATED_TOKEN_FILE and ENTRA_SERVICE_PRINCIPAL both is an error.
+//     sets them.
 //
-//     ENTRA_SERVICE_PRINCIPAL        path of the service principal file, JSON as printed by
-//     "az ad sp create-for-rbac": {"appId", "displayName", "password",
-//     "tenant"}, all four required; other attributes are ignored.
-//     Symbolic links (a Secret volume) are followed; at most 1 MiB is read.
-//     AZURE_CLIENT_CERTIFICATE_PATH  PEM file with the certificate (and any chain) and its unencrypted
-//     RSA private key (PKCS#1, PKCS#8 or SEC 1 form), 2048 bits or more.
-//     AZURE_CLIENT_ID                the application's client ID (workload identity).
-//     AZURE_TENANT_ID                its tenant ID (workload identity).
-//     AZURE_FEDERATED_TOKEN_FILE     the projected service account token (workload identity), read
-//     again for every attempt, since the kubelet rotates it.
+// Two credentials configured at once (a secret and a certificate, or a service principal file and a
+// federated token) is an error, not a guess.
+//
+// Credential variables:
+//
+//	ENTRA_SERVICE_PRINCIPAL        path of the service principal file, JSON as printed by
+//	                               "az ad sp create-for-rbac": {"appId", "displayName", "password",
+//	                               "tenant"}, all four required; other attributes are ignored.
+//	                               Symbolic links (a Secret volume) are followed; at most 1 MiB is read.
+//	AZURE_CLIENT_CERTIFICATE_PATH  PEM file with the certificate (and any chain) and its unencrypted
+//	                               RSA private key (PKCS#1 or PKCS#8), 2048 bits or more.
+//	AZURE_CLIENT_ID                the application's client ID (workload identity).
+//	AZURE_TENANT_ID                its tenant ID (workload identity).
+//	AZURE_FEDERATED_TOKEN_FILE     the projected service account token (workload identity), read
+//	                               again for every attempt, since the kubelet rotates it.
 //
 // Required:
 //

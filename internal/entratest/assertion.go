@@ -83,12 +83,12 @@ func (s *Server) checkAssertion(app App, form url.Values, endpoint string, now t
 		return refuse(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
 	}
 	if _, ok := parsed.Headers[0].ExtraHeaders["x5t#S256"]; ok {
-		return checkCertificateAssertion(app, parsed, endpoint, now)
+		return s.checkCertificateAssertion(app, parsed, endpoint, now)
 	}
 	return checkFederatedToken(app, parsed, now)
 }
 
-func checkCertificateAssertion(app App, parsed *jwt.JSONWebToken, endpoint string, now time.Time) *refusal {
+func (s *Server) checkCertificateAssertion(app App, parsed *jwt.JSONWebToken, endpoint string, now time.Time) *refusal {
 	h := parsed.Headers[0]
 	x5t, _ := h.ExtraHeaders["x5t#S256"].(string)
 	i := slices.IndexFunc(app.Certificates, func(c *x509.Certificate) bool { return Thumbprint(c) == x5t })
@@ -107,8 +107,8 @@ func checkCertificateAssertion(app App, parsed *jwt.JSONWebToken, endpoint strin
 		return refuse(401, "invalid_client", 50012, "Client assertion audience claim does not match Realm issuer.")
 	case c.Issuer != app.ClientID || c.Subject != app.ClientID:
 		return refuse(401, "invalid_client", 50012, "Client assertion contains an invalid issuer or subject.")
-	case c.ID == "":
-		return refuse(401, "invalid_client", 50012, "Client assertion has no jti.")
+	case c.ID == "" || !s.firstUse(c.ID):
+		return refuse(401, "invalid_client", 0, "The client assertion's jti is missing or was used before.")
 	case c.Expiry == nil || c.NotBefore == nil || !now.Before(c.Expiry.Time()) || now.Add(time.Minute).Before(c.NotBefore.Time()) ||
 		c.Expiry.Time().Sub(c.NotBefore.Time()) > 10*time.Minute:
 		return refuse(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
@@ -134,17 +134,36 @@ func checkFederatedToken(app App, parsed *jwt.JSONWebToken, now time.Time) *refu
 	if err := parsed.Claims(clusterKey.Public(), &c); err != nil {
 		return refuse(400, "invalid_client", 700027, "Client assertion failed signature validation.")
 	}
+	// One record must match issuer, subject and audience together; the others only say which claim
+	// is wrong.
 	audOK := slices.ContainsFunc(issuerMatch, func(f FederatedCredential) bool { return c.Audience.Contains(f.Audience) })
 	subOK := slices.ContainsFunc(issuerMatch, func(f FederatedCredential) bool { return f.Subject == c.Subject })
+	allOK := slices.ContainsFunc(issuerMatch, func(f FederatedCredential) bool { return f.Subject == c.Subject && c.Audience.Contains(f.Audience) })
 	switch {
 	case !audOK:
 		return refuse(400, "invalid_client", 700212, "No matching federated identity record found for presented assertion audience '%s'.", []string(c.Audience))
 	case !subOK:
 		return refuse(400, "invalid_client", 700213, "No matching federated identity record found for presented assertion subject '%s'.", c.Subject)
+	case !allOK:
+		return refuse(400, "invalid_client", 70021, "No matching federated identity record found for presented assertion. Assertion Issuer: '%s'. Assertion Subject: '%s'. Assertion Audience: '%s'.", c.Issuer, c.Subject, []string(c.Audience))
 	case c.Expiry == nil || !now.Before(c.Expiry.Time()):
 		return refuse(400, "invalid_client", 700024, "Client assertion is not within its valid time range.")
 	}
 	return nil
+}
+
+// firstUse records jti and reports whether it is new: an assertion must not be replayed.
+func (s *Server) firstUse(jti string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seenJTI == nil {
+		s.seenJTI = map[string]bool{}
+	}
+	if s.seenJTI[jti] {
+		return false
+	}
+	s.seenJTI[jti] = true
+	return true
 }
 
 // Thumbprint returns the x5t#S256 of cert: the base64url SHA-256 of its DER.

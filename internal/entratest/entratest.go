@@ -87,6 +87,7 @@ type Server struct {
 	mu       sync.Mutex
 	requests []Request
 	queue    []Response
+	seenJTI  map[string]bool // of client assertions
 }
 
 // Default registrations of a new Server.
