@@ -2,7 +2,7 @@
 # own registry and module mirrors instead of pulling the published image:
 #
 #   docker buildx build --platform linux/amd64,linux/arm64 \
-#     --build-arg GO_IMAGE=mirror.example/library/golang:1.26.8-trixie@sha256:... \
+#     --build-arg GO_IMAGE=mirror.example/library/golang:1.27-trixie@sha256:... \
 #     --build-arg BASE_IMAGE=mirror.example/distroless/static-debian13:nonroot@sha256:... \
 #     --build-arg GOPROXY=https://goproxy.example \
 #     --build-arg VERSION=1.2.3 --build-arg COMMIT="$(git rev-parse HEAD)" \
@@ -14,7 +14,7 @@
 # project's release tags or repository.
 
 # Defaults pinned by digest; override both for a mirror.
-ARG GO_IMAGE=golang:1.26.8-trixie@sha256:bdca99a00bc16590cb1a0bb4e698f5fc5d6a64e4d5eef13d9f18a0ee08e5fa65
+ARG GO_IMAGE=golang:1.27-trixie@sha256:9baa6b4187bbb98d240372a8a235ac0bb6b5ddd52bba1431dc2f7c0705862728
 ARG BASE_IMAGE=gcr.io/distroless/static-debian13:nonroot@sha256:f7f8f729987ad0fdf6b05eeeae94b26e6a0f613bdf46feea7fc40f7bd72953e6
 
 # Cross-compile on the build machine's platform: no emulation needed.
@@ -22,14 +22,18 @@ FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
 ARG TARGETOS TARGETARCH TARGETVARIANT
 ARG VERSION=
 ARG COMMIT=
-# Module mirror (optional); empty keeps the builder image's setting.
+# Module mirror (optional); unset keeps the builder image's setting.
 ARG GOPROXY
+# The release toolchain, whatever Go the builder image has: the go command
+# switches to it (fetching it through GOPROXY if the image's Go differs).
+ARG GO_TOOLCHAIN=go1.27.3
+ENV GOTOOLCHAIN=${GO_TOOLCHAIN}
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 GOOS="$TARGETOS" GOARCH="$TARGETARCH" GOARM="${TARGETVARIANT#v}" \
-    go build -trimpath \
+    go build -trimpath -tags=nethttpomithttp2 \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/azure-rest-api-token .
 
