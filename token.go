@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,13 +40,12 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	}
 
 	endpoint, form := tokenRequest(cfg, id, cred)
-	attrs := []any{"version", programVersion()}
-	if id.displayName != "" {
-		attrs = append(attrs, "display_name", id.displayName)
+	who := []any{"client_id", id.clientID}
+	if id.displayName != "" { // workload identity has none
+		who = append([]any{"display_name", id.displayName}, who...)
 	}
-	attrs = append(attrs, "client_id", id.clientID, "tenant", id.tenant, "resource", cfg.resource)
-	attrs = append(attrs, cred.logAttrs()...)
-	log.Info("requesting access token", append(attrs, "token_endpoint", endpoint)...)
+	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, who,
+		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint})...)
 	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
 	if err != nil {
 		if fed, ok := cred.(*federatedToken); ok {
@@ -60,13 +60,9 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken); err != nil {
 		return withExit(exitWrite, err)
 	}
-	attrs = []any{}
-	if id.displayName != "" {
-		attrs = append(attrs, "display_name", id.displayName)
-	}
-	log.Info("wrote access token", append(attrs, "client_id", id.clientID, "resource", cfg.resource,
+	log.Info("wrote access token", slices.Concat(who, []any{"resource", cfg.resource,
 		"audience", claims.matchedAudience, "expires", claims.expiry.UTC().Format(time.RFC3339),
-		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode))...)
+		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode)})...)
 	return nil
 }
 
