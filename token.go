@@ -284,7 +284,7 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 	var err error
 	switch {
 	case jsonErr != nil:
-		err = notJSONError(resp, len(body))
+		err = notJSONError(resp, authority, len(body))
 	case resp.StatusCode < 200 || resp.StatusCode > 299 || tr.Code != "":
 		e := tr.entraError
 		err = &e
@@ -299,11 +299,10 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 	return nil, err
 }
 
-// notJSONError describes a response that is not JSON, such as a proxy's HTML error page or a plain-text
+// notJSONError describes a response from authority that is not JSON, such as a proxy's HTML error page or a plain-text
 // 429, by its status, media type and size: never by its content.
-func notJSONError(resp *http.Response, size int) error {
-	where := fmt.Sprintf("%s://%s/", resp.Request.URL.Scheme, resp.Request.URL.Host)
-	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", where, resp.StatusCode, http.StatusText(resp.StatusCode), resp.Header.Get("Content-Type"), size)
+func notJSONError(resp *http.Response, authority string, size int) error {
+	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", authority, resp.StatusCode, http.StatusText(resp.StatusCode), resp.Header.Get("Content-Type"), size)
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", resp.Header.Get("Location"))

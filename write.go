@@ -41,22 +41,7 @@ func writeTokenFile(ctx context.Context, target string, mode fs.FileMode, token 
 		f.Close()
 		os.Remove(f.Name())
 	}()
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("writing token file %q: %w", target, pathErr(err))
-	}
-	if _, err := f.WriteString(token); err != nil {
-		return fmt.Errorf("writing token file %q: %w", target, pathErr(err))
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing token file %q: %w", target, pathErr(err))
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing token file %q: %w", target, pathErr(err))
-	}
-	if err := context.Cause(ctx); err != nil {
-		return fmt.Errorf("writing token file %q: %w", target, err)
-	}
-	if err := os.Link(f.Name(), target); err != nil {
+	if err := fillAndLink(ctx, f, mode, token, target); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("writing token file %q: it appeared while the token was requested: another run wrote it", target)
 		}
@@ -64,6 +49,27 @@ func writeTokenFile(ctx context.Context, target string, mode fs.FileMode, token 
 	}
 	syncDir(dir)
 	return nil
+}
+
+// fillAndLink gives f mode, writes token to it, flushes and closes it, and links it to target unless
+// ctx is done: the steps of [writeTokenFile], which names the file in the error.
+func fillAndLink(ctx context.Context, f *os.File, mode fs.FileMode, token, target string) error {
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.WriteString(token); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return os.Link(f.Name(), target)
 }
 
 // syncDir flushes the directory entry of the new file to disk, so that a node crash does not lose a
