@@ -35,7 +35,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	if err := checkTokenDir(cfg.tokenFile); err != nil {
+	if err := checkTokenDir(cfg.tokenFile, false); err != nil {
 		return withExit(exitWrite, err)
 	}
 
@@ -57,7 +57,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
 	}
-	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken); err != nil {
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, false); err != nil {
 		return withExit(exitWrite, err)
 	}
 	log.Info("wrote access token", slices.Concat(who, []any{"resource", cfg.resource,
