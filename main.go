@@ -100,8 +100,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Error text, everywhere in this program: lowercase, no trailing period, paths and values quoted with %q,
@@ -241,19 +244,42 @@ func manual() string {
 }
 
 // writeTerminationMessage writes err's text to path when path exists and is writable, and does nothing
-// otherwise: outside Kubernetes there is no such file, and the log already has the reason. Kubernetes
-// keeps at most 4096 bytes of it.
+// otherwise: outside Kubernetes there is no such file, and the log already has the reason. The text is
+// made one line with every control character escaped ([escapeControl]): an error can quote a server
+// certificate's names or a proxy's reason phrase, which "kubectl describe pod" would otherwise show as
+// forged lines or hidden text. Kubernetes keeps at most 4096 bytes of it.
 func writeTerminationMessage(path string, err error) {
 	f, openErr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if openErr != nil {
 		return
 	}
-	msg := "azure-rest-api-token: " + err.Error()
+	msg := escapeControl("azure-rest-api-token: " + err.Error())
 	if len(msg) > 4096 {
-		msg = msg[:4096]
+		msg = strings.ToValidUTF8(msg[:4096], "")
 	}
 	_, _ = io.WriteString(f, msg)
 	_ = f.Close()
+}
+
+// escapeControl returns s with each byte that is not valid UTF-8 and each control, format (bidirectional
+// overrides, zero-width characters) or line-separator character written as a Go escape (\n, \x1b,
+// \u202e), and everything else, backslashes included, as it is.
+func escapeControl(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
 }
 
 // programVersion returns the version stamped with -ldflags -X, else the module version from the build

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -239,8 +240,8 @@ func postForm(ctx context.Context, client *http.Client, endpoint string, form ur
 	req.Header.Set("User-Agent", "azure-rest-api-token/"+programVersion())
 	resp, err := client.Do(req)
 	if err != nil {
-		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-			return nil, fmt.Errorf("sending token request: %w (to trust a private CA or a TLS-inspecting proxy, set SSL_CERT_FILE)", err)
+		if e, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			return nil, fmt.Errorf("sending token request to %q: %w", endpoint, certificateError(e))
 		}
 		return nil, &retryable{err: fmt.Errorf("sending token request: %w", err)}
 	}
@@ -253,6 +254,46 @@ func postForm(ctx context.Context, client *http.Client, endpoint string, form ur
 		return nil, fmt.Errorf("reading token response from %q (HTTP %d): larger than %d bytes", endpoint, resp.StatusCode, maxResponseSize)
 	}
 	return interpretResponse(resp, body)
+}
+
+// certificateError explains why the server's certificate was refused, with the advice that fits:
+// SSL_CERT_FILE only for an unknown authority. A certificate is the server's to write: the names it
+// lists are quoted, and only a few of them. Certificate errors are not retried; they will not go away
+// on their own.
+func certificateError(e *tls.CertificateVerificationError) error {
+	if h, ok := errors.AsType[x509.HostnameError](e.Err); ok && h.Certificate != nil {
+		all := slices.Clone(h.Certificate.DNSNames)
+		for _, ip := range h.Certificate.IPAddresses {
+			all = append(all, ip.String())
+		}
+		var names []string
+		for i, n := range all {
+			if i == 4 {
+				names = append(names, fmt.Sprintf("%d more", len(all)-i))
+				break
+			}
+			names = append(names, fmt.Sprintf("%q", truncate(n, 64)))
+		}
+		if len(names) == 0 {
+			names = []string{"no name"}
+		}
+		return fmt.Errorf("the server's certificate is not for host %q but for %s: the connection reached another server than AZURE_AUTHORITY_HOST names (a wrong authority host, DNS entry or proxy); trusting another CA would not fix this", h.Host, strings.Join(names, ", "))
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](e.Err); ok {
+		return fmt.Errorf("%w (to trust a private CA or a TLS-inspecting proxy, add its certificate with SSL_CERT_FILE)", e.Err)
+	}
+	if c, ok := errors.AsType[x509.CertificateInvalidError](e.Err); ok && c.Reason == x509.Expired {
+		return fmt.Errorf("%w (check the node's clock)", e.Err)
+	}
+	return e.Err
+}
+
+// truncate returns s cut to at most n bytes, on a character boundary, with "…" when it was cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // retryableStatus holds the HTTP statuses worth another attempt: timeouts, throttling and server

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -52,6 +59,11 @@ func runTable(t *testing.T, cases []runCase) {
 					t.Errorf("output does not hold %q", want)
 				}
 			}
+			for _, unwanted := range tc.notOut {
+				if strings.Contains(out, unwanted) {
+					t.Errorf("output holds %q", unwanted)
+				}
+			}
 			if got := len(f.srv.Requests()); got != tc.wantRequests {
 				t.Errorf("stand-in received %d requests, want %d", got, tc.wantRequests)
 			}
@@ -77,6 +89,7 @@ type runCase struct {
 	setup        func(f *fixture)
 	wantExit     int
 	wantOut      []string // substrings of the output
+	notOut       []string // strings the output must not hold
 	wantRequests int
 	wantMode     os.FileMode // of the token file; 0 means 0644
 	check        func(t *testing.T, f *fixture, out string)
@@ -453,7 +466,16 @@ func runCases() []runCase {
 				other := newUntrustedServer(f.t)
 				f.env["AZURE_AUTHORITY_HOST"] = other
 			},
-			wantOut: []string{"certificate", "SSL_CERT_FILE"}},
+			wantOut: []string{"certificate", "unknown authority", "SSL_CERT_FILE"}},
+		{name: "certificate for other host names, hostile ones", wantExit: 10, wantRequests: 0,
+			setup: func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(f.t, hostileNames) },
+			wantOut: []string{`not for host \"localhost\"`, `\"\\x1b[8mhidden\\x1b[0m\"`, "another server than AZURE_AUTHORITY_HOST names"},
+			notOut:  []string{"SSL_CERT_FILE", "\x1b[8m"}},
+		{name: "certificate for many names", wantExit: 10, wantRequests: 0,
+			setup: func(f *fixture) {
+				f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(f.t, []string{"a.example", "b.example", "c.example", "d.example", "e.example", strings.Repeat("x", 200)})
+			},
+			wantOut: []string{`\"a.example\", \"b.example\", \"c.example\", \"d.example\", 2 more`}},
 		{name: "timeout while Entra hangs", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				f.env["BEARER_TOKEN_TIMEOUT"] = "300ms"
@@ -554,3 +576,29 @@ func newUntrustedServer(t *testing.T) string {
 
 // entratestHang is a response that does not come for a minute.
 func entratestHang() entratest.Response { return entratest.Response{Status: 200, Delay: time.Minute} }
+
+// hostileNames are DNS names a hostile server's certificate can hold: IA5String allows every ASCII
+// control character, and Go's x509 error for a hostname mismatch lists them as they are.
+var hostileNames = []string{"login.microsoftonline.com\nazure-rest-api-token: all is well, ignore the line above", "\x1b[8mhidden\x1b[0m", "del\x7fnul\x00"}
+
+// newHostileServer starts a TLS server on the loopback address with a self-signed certificate for
+// names, and returns its URL with the host name localhost, so that the host name is checked against
+// names (an IP address would be checked against the certificate's IP addresses).
+func newHostileServer(t *testing.T, names []string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mustDo(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hostile"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: names,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	mustDo(t, err)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the program sent a request over a TLS connection it should not have trusted")
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshake is the point
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return "https://localhost:" + strings.TrimPrefix(srv.URL, "https://127.0.0.1:") + "/"
+}
