@@ -468,7 +468,7 @@ func runCases() []runCase {
 			},
 			wantOut: []string{"certificate", "unknown authority", "SSL_CERT_FILE"}},
 		{name: "certificate for other host names, hostile ones", wantExit: 10, wantRequests: 0,
-			setup: func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(f.t, hostileNames) },
+			setup:   func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(f.t, hostileNames) },
 			wantOut: []string{`not for host \"localhost\"`, `\"\\x1b[8mhidden\\x1b[0m\"`, "another server than AZURE_AUTHORITY_HOST names"},
 			notOut:  []string{"SSL_CERT_FILE", "\x1b[8m"}},
 		{name: "certificate for many names", wantExit: 10, wantRequests: 0,
