@@ -96,6 +96,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -136,6 +137,9 @@ const synopsis = "usage: azure-rest-api-token [-version | -help]"
 const terminationLog = "/dev/termination-log"
 
 func main() {
+	// The standard library's logger writes to standard error, outside the log's format; net/http uses
+	// it for a server's stray bytes, which might hold a token. Nothing in this program uses it.
+	log.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, os.Stdout)
 	stop()

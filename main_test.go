@@ -328,3 +328,30 @@ func newRefusingProxy(t *testing.T, status string) string {
 	}()
 	return l.Addr().String()
 }
+
+// TestNothingOnStandardError runs the built program against a server that sends a token past the
+// response's Content-Length: net/http reports such bytes on an idle connection with the standard
+// library's logger, on standard error, quoting up to 4 KiB of them. No connection is ever idle or
+// reused, and nothing reaches standard error.
+func TestNothingOnStandardError(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	f := newFixture(t)
+	ok := okBody(tokenFor(t, nil), "Bearer")
+	ok.AfterBody = "HTTP/1.1 200 OK\r\n\r\n" + tokenFor(t, nil)
+	f.srv.Enqueue(ok)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"SSL_CERT_FILE=" + os.Getenv("SSL_CERT_FILE")}
+	for k, v := range f.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout.String())
+	}
+	f.checkNoSecrets(stdout.String())
+	if diff := cmp.Diff("", stderr.String()); diff != "" {
+		t.Errorf("standard error (-want +got):\n%s", diff)
+	}
+}

@@ -113,10 +113,13 @@ var retryBaseDelay = time.Second
 // system's CAs (or SSL_CERT_FILE, SSL_CERT_DIR), TLS 1.2 or later, and no redirects, which would carry
 // the client secret to another URL. It speaks HTTP/1.1 only: one request gains nothing from HTTP/2, so
 // release builds leave HTTP/2 out altogether (-tags nethttpomithttp2), which makes the binary 370 KB
-// smaller, and tests speak the same protocol as releases.
+// smaller, and tests speak the same protocol as releases. Each attempt is one request on a connection of
+// its own (no keep-alive): reuse would save nothing, and bytes a server sends on an idle connection make
+// net/http print them, up to 4 KiB of what might be a token, to standard error.
 func newHTTPClient() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
+			DisableKeepAlives:     true,
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},

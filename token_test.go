@@ -318,6 +318,20 @@ func runCases() []runCase {
 			},
 			wantOut: []string{"retry_in=2."}},
 		{name: "408 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 408})},
+		{name: "each attempt on a connection of its own", wantRequests: 3,
+			setup: enqueue(errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0)),
+			check: func(t *testing.T, f *fixture, out string) {
+				seen := map[string]bool{}
+				for _, r := range f.srv.Requests() {
+					if seen[r.RemoteAddr] {
+						t.Errorf("connection %s used again", r.RemoteAddr)
+					}
+					seen[r.RemoteAddr] = true
+					if got := r.Header.Get("Connection"); got != "close" {
+						t.Errorf("Connection: %q, want close", got)
+					}
+				}
+			}},
 		{name: "500 then success", wantRequests: 2, setup: enqueue(errorResponse(500, "server_error", 0))},
 		{name: "504 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 504, Body: "gateway timeout"})},
 		{name: "numbers where strings were expected", wantRequests: 1,
