@@ -60,7 +60,8 @@ func passwordIn(data []byte) string {
 }
 
 // FuzzInterpretResponse: whatever the status, headers and body of the token response, interpretResponse
-// never panics, succeeds only with an access token, and never puts the access token into an error.
+// never panics, succeeds only with an access token, never puts the access token into an error, and
+// bounds the error's length.
 func FuzzInterpretResponse(f *testing.F) {
 	token, err := entratest.SignToken(map[string]any{"aud": "x"})
 	if err != nil {
@@ -74,6 +75,7 @@ func FuzzInterpretResponse(f *testing.F) {
 	f.Add(429, "120", `Too many requests`)
 	f.Add(503, "Wed, 21 Oct 2015 07:28:00 GMT", `<html>`)
 	f.Add(302, "", ``)
+	f.Add(401, "", `{"error":"invalid_client","error_codes":[7000215,7000215,7000215,1,2,3,4,5],"trace_id":"`+strings.Repeat("t", 5000)+`"}`)
 	f.Fuzz(func(t *testing.T, status int, retryAfter, body string) {
 		if status < 100 || status > 999 {
 			return
@@ -87,6 +89,9 @@ func FuzzInterpretResponse(f *testing.F) {
 				t.Fatal("success without an access token")
 			}
 			return
+		}
+		if len(err.Error()) > maxErrorText {
+			t.Fatalf("error is %d bytes, more than %d, for a %d-byte body", len(err.Error()), maxErrorText, len(body))
 		}
 		// The error quotes the documented error fields, so a token that also stands in one of them is
 		// not a leak.

@@ -346,10 +346,10 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 // notJSONError describes a response from authority that is not JSON, such as a proxy's HTML error page or a plain-text
 // 429, by its status, media type and size: never by its content.
 func notJSONError(resp *http.Response, authority string, size int) error {
-	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", authority, resp.StatusCode, http.StatusText(resp.StatusCode), resp.Header.Get("Content-Type"), size)
+	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", authority, resp.StatusCode, http.StatusText(resp.StatusCode), truncate(resp.Header.Get("Content-Type"), maxField), size)
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", resp.Header.Get("Location"))
+		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", truncate(resp.Header.Get("Location"), 2*maxField))
 	case resp.StatusCode == http.StatusOK:
 		msg += ": cut short, or not from Entra"
 	case resp.StatusCode != http.StatusTooManyRequests:

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -615,4 +616,55 @@ func newHostileServer(t *testing.T, names []string) string {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return "https://localhost:" + strings.TrimPrefix(srv.URL, "https://127.0.0.1:") + "/"
+}
+
+// maxErrorText bounds the text of any token request error, whatever the response held; the hints of
+// four AADSTS codes and the description's first line make most of it.
+const maxErrorText = 2500
+
+// TestEntraErrorBounded: a 1 MB error response that repeats one AADSTS code and has huge IDs gives one
+// short log line, the code once, each field cut.
+func TestEntraErrorBounded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		codes    []int
+		want     []string
+		wantOnce string
+	}{
+		{"one code repeated", slices.Repeat([]int{7000215}, 115000), []string{"AADSTS7000215 (wrong client secret"}, "AADSTS7000215"},
+		{"many codes", []int{7000215, 50012, 7000215, 90002, 700016, 500011, 1, 2, 3},
+			[]string{"AADSTS7000215 (wrong", "AADSTS50012", "AADSTS90002 (tenant", "AADSTS700016 (no application", "more AADSTS codes"}, "AADSTS7000215"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			long := strings.Repeat("x", 20000)
+			body, _ := json.Marshal(map[string]any{"error": "invalid_client" + long, "error_description": "AADSTS7000215: wrong." + long,
+				"error_codes": tc.codes, "trace_id": long, "correlation_id": long, "timestamp": long})
+			t.Logf("response body: %d bytes", len(body))
+			f.srv.Enqueue(jsonResponse(401, string(body)))
+			out, err := f.run(t.Context())
+			if got := exitStatus(err); got != exitRequest {
+				t.Errorf("exit status %d, want %d (%v)", got, exitRequest, err)
+			}
+			if len(err.Error()) > maxErrorText {
+				t.Errorf("error is %d bytes, want at most %d", len(err.Error()), maxErrorText)
+			}
+			if len(out) > 2*maxErrorText {
+				t.Errorf("output is %d bytes", len(out))
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not hold %q: %v", want, err)
+				}
+			}
+			if n := strings.Count(err.Error(), tc.wantOnce); n != 1 {
+				t.Errorf("%s %d times, want once", tc.wantOnce, n)
+			}
+			if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+				t.Errorf("token directory (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
