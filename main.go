@@ -55,9 +55,19 @@
 //	                         Secret volumes, so that a main container running as another user can read it).
 //	BEARER_TOKEN_TIMEOUT     deadline for the whole run, a Go duration (default 2m).
 //	LOG_FORMAT               "text" (default) or "json": the log/slog handler used for standard output.
-//	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them.
-//	SSL_CERT_FILE            a PEM bundle of CA certificates to trust instead of the system's
-//	SSL_CERT_DIR             (a TLS-inspecting proxy, or a test stand-in for Entra).
+//	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them: upper case first, else
+//	                         https_proxy, no_proxy; a value without a scheme means http://; loopback
+//	                         addresses are never proxied. The start-up log line names the proxy in use.
+//	                         A value Go could not use (e.g. a password with an unescaped "%": write
+//	                         %25) is an error, not ignored: Go would connect around the proxy.
+//	                         HTTP_PROXY and http_proxy are checked the same way.
+//	SSL_CERT_FILE            a PEM bundle of CA certificates to trust (a TLS-inspecting proxy, or a test
+//	                         stand-in for Entra). Go reads it instead of the system's bundle file, but
+//	                         on Linux still reads every file in /etc/ssl/certs and /etc/pki/tls/certs:
+//	                         it adds CAs.
+//	SSL_CERT_DIR             ":"-separated directories of CA certificates read instead of
+//	                         those; an empty one makes SSL_CERT_FILE the only CAs trusted.
+//	                         Either, when set, must name what exists, or the run fails.
 //
 // A run that succeeds at once sends exactly one request. With a client secret it is a form-encoded POST to the v1 token
 // endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/token with the resource; with a certificate (a PS256

@@ -277,7 +277,8 @@ func TestTerminationMessageInPod(t *testing.T) {
 		{"certificate with hostile names", func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(t, hostileNames) },
 			`not for host "localhost" but for "login.microsoftonline.com\nazure-rest-api-token: all is well`},
 		{"proxy refusing CONNECT with a hostile reason", func(f *fixture) {
-			f.env["HTTPS_PROXY"] = "http://" + newRefusingProxy(t, "403 Forbidden\x1b[8m by policy\x1b[0m\u202e")
+			f.secret = "proxy-pa55word" // logged as the proxy in use, redacted
+			f.env["HTTPS_PROXY"] = "http://proxy-user:" + f.secret + "@" + newRefusingProxy(t, "403 Forbidden\x1b[8m by policy\x1b[0m\u202e")
 			f.env["AZURE_AUTHORITY_HOST"] = "https://login.entra.test/" // not loopback, which Go never proxies
 			f.env["BEARER_TOKEN_TIMEOUT"] = "1s"                        // the refusal is retried
 		}, `Forbidden\x1b[8m by policy\x1b[0m\u202e`},
@@ -296,6 +297,9 @@ func TestTerminationMessageInPod(t *testing.T) {
 			}
 			if !strings.Contains(r.termination, tc.want) {
 				t.Errorf("termination message does not hold %q", tc.want)
+			}
+			if proxy := f.env["HTTPS_PROXY"]; proxy != "" && !strings.Contains(r.stdout, "proxy=http://proxy-user:xxxxx@127.0.0.1:") {
+				t.Errorf("the start-up line does not name the proxy in use, redacted")
 			}
 			if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
 				t.Errorf("token directory (-want +got):\n%s", diff)

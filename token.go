@@ -46,7 +46,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 		who = append([]any{"display_name", id.displayName}, who...)
 	}
 	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, who,
-		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint})...)
+		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint, "proxy", proxyFor(endpoint)})...)
 	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
 	if err != nil {
 		if fed, ok := cred.(*federatedToken); ok {
@@ -96,6 +96,20 @@ func tokenRequest(cfg config, id identity, cred credential) (endpoint string, fo
 		}
 		return client, nil
 	}
+}
+
+// proxyFor returns the proxy that net/http will use for endpoint, as it reads HTTPS_PROXY and NO_PROXY
+// from the process's environment ([loadConfig] has checked them), with any password replaced by
+// "xxxxx"; "none" for a direct connection.
+func proxyFor(endpoint string) string {
+	req, err := http.NewRequest(http.MethodPost, endpoint, nil)
+	if err != nil {
+		return "none"
+	}
+	if u, err := http.ProxyFromEnvironment(req); err == nil && u != nil {
+		return u.Redacted()
+	}
+	return "none"
 }
 
 // Limits of the exchange.

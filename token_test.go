@@ -374,6 +374,46 @@ func runCases() []runCase {
 		{name: "file mode with setuid", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE_MODE", "4755"), wantOut: []string{"BEARER_TOKEN_FILE_MODE"}},
 		{name: "bad timeout", wantExit: 1, setup: setEnv("BEARER_TOKEN_TIMEOUT", "120"), wantOut: []string{"BEARER_TOKEN_TIMEOUT"}},
 		{name: "bad LOG_FORMAT", wantExit: 1, setup: setEnv("LOG_FORMAT", "xml"), wantOut: []string{"LOG_FORMAT"}},
+
+		// Proxies that Go would ignore, connecting around them, or misread: exit 1, before any request.
+		{name: "HTTPS_PROXY with an unescaped % in the password", wantExit: 1,
+			setup: func(f *fixture) {
+				f.secret = "pa%ss-w0rd"
+				f.env["HTTPS_PROXY"] = "http://user:" + f.secret + "@127.0.0.1:3128"
+			},
+			wantOut: []string{`HTTPS_PROXY \"http://xxxxx@127.0.0.1:3128\": not a URL: an invalid %-escape`, "without a proxy"}},
+		{name: "https_proxy missing its colon", wantExit: 1, setup: setEnv("https_proxy", "http//proxy.example:3128"),
+			wantOut: []string{`https_proxy \"http://http//proxy.example:3128\"`, "nothing else"}},
+		{name: "HTTP_PROXY with an unknown scheme", wantExit: 1, setup: setEnv("HTTP_PROXY", "ftp://proxy.example"),
+			wantOut: []string{"HTTP_PROXY", "want the scheme http, https, socks5 or socks5h"}},
+		{name: "http_proxy with a bad port, password redacted", wantExit: 1,
+			setup: func(f *fixture) {
+				f.secret = "s3cret-proxy-pw"
+				f.env["http_proxy"] = "http://u:" + f.secret + "@proxy.example:99999"
+			},
+			wantOut: []string{`http_proxy \"http://u:xxxxx@proxy.example:99999\"`}},
+		{name: "HTTPS_PROXY with a leading space", wantExit: 1, setup: setEnv("HTTPS_PROXY", " http://proxy.example:3128"),
+			wantOut: []string{"HTTPS_PROXY", "not a URL"}},
+		{name: "proxy without a scheme, as Go reads it", wantRequests: 1, wantOut: []string{"proxy=none"},
+			setup: setEnv("HTTPS_PROXY", "proxy.example:3128")},
+		{name: "socks5 proxy", wantRequests: 1, setup: setEnv("https_proxy", "socks5h://127.0.0.1:1080")},
+
+		// CA certificates that crypto/x509 would ignore: exit 1, before any request.
+		{name: "SSL_CERT_FILE missing", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = filepath.Join(f.dir, "ca.pem") },
+			wantOut: []string{"SSL_CERT_FILE", "no such file"}},
+		{name: "SSL_CERT_FILE empty", wantExit: 1,
+			setup: func(f *fixture) {
+				f.env["SSL_CERT_FILE"] = filepath.Join(f.dir, "ca.pem")
+				mustDo(f.t, os.WriteFile(f.env["SSL_CERT_FILE"], nil, 0o644))
+			},
+			wantOut: []string{"SSL_CERT_FILE", "holds no PEM certificate"}},
+		{name: "SSL_CERT_FILE a directory", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = f.dir },
+			wantOut: []string{"SSL_CERT_FILE", "not a regular file"}},
+		{name: "SSL_CERT_FILE trusted", wantRequests: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = os.Getenv("SSL_CERT_FILE") }},
+		{name: "SSL_CERT_DIR missing", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_DIR"] = "/etc/ssl/certs:" + filepath.Join(f.dir, "certs") },
+			wantOut: []string{"SSL_CERT_DIR", `certs\": no such file`}},
+		{name: "SSL_CERT_DIR a file", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_DIR"] = f.spFile },
+			wantOut: []string{"SSL_CERT_DIR", "not a directory"}},
 		{name: "token file exists", wantExit: 1, wantOut: []string{"already exists", "init container re-run"},
 			setup: func(f *fixture) { mustDo(f.t, os.WriteFile(f.tokenFile, []byte("old"), 0o644)) },
 			check: nil},
