@@ -53,7 +53,8 @@
 //	                         issue v2.0 tokens whose audience is the API's client ID.
 //	BEARER_TOKEN_FILE_MODE   octal permission bits of the token file (default 0644, like Kubernetes'
 //	                         Secret volumes, so that a main container running as another user can read it).
-//	BEARER_TOKEN_TIMEOUT     deadline for the whole run, a Go duration (default 2m).
+//	BEARER_TOKEN_TIMEOUT     deadline for the whole run, a Go duration (default 2m), whatever it waits
+//	                         on, a hung file system included.
 //	LOG_FORMAT               "text" (default) or "json": the log/slog handler used for standard output.
 //	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them: upper case first, else
 //	                         https_proxy, no_proxy; a value without a scheme means http://; loopback
@@ -92,7 +93,8 @@
 //
 //	0   the token was obtained, checked and written
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
-//	    or a credential file (service principal, certificate, federated token) cannot be read
+//	    or a credential file (service principal, certificate, federated token) cannot be read, or a
+//	    file system call did not return before the deadline or a signal (a hung FUSE or network mount)
 //	2   the service principal file or the certificate is not valid
 //	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out
 //	11  writing the token file failed
@@ -113,7 +115,9 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -184,15 +188,64 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
-	log, logErr := newLogger(stdout, getenv("LOG_FORMAT"))
+	out := &closableWriter{w: stdout}
+	defer out.close() // a job abandoned by untilDone writes no more
+	log, logErr := newLogger(out, getenv("LOG_FORMAT"))
 	err := logErr
 	if err == nil {
-		err = getToken(ctx, getenv, log)
+		err = untilDone(ctx, func() error { return getToken(ctx, getenv, log) })
 	}
 	if err != nil {
 		log.Error("azure-rest-api-token failed", "error", err.Error(), "exit_status", exitStatus(err))
 	}
 	return err
+}
+
+// stopGrace is how long [untilDone] lets a job whose context is done return its own error, which says
+// best what it was doing, before giving up on it.
+const stopGrace = 250 * time.Millisecond
+
+// untilDone runs job in a goroutine and returns its error, or, when ctx is done (a signal, the
+// deadline) and job has not returned stopGrace later, an error with exit status 1 that gives ctx's
+// cause. Everything job waits on honours ctx but file system calls, which a hung FUSE or network file
+// system can block for good: this way the deadline and the signals end the run whatever it waits on.
+// The abandoned job must not publish anything once ctx is done (see [writeTokenFile]); main exits.
+func untilDone(ctx context.Context, job func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- job() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(stopGrace):
+		return withExit(exitConfig, fmt.Errorf("stopped: %w; a file system call it waited on did not return (a hung network or FUSE mount?)", context.Cause(ctx)))
+	}
+}
+
+// closableWriter passes writes on to w until close; then it drops them. Its writes are serialised.
+type closableWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (c *closableWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
+func (c *closableWriter) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
 }
 
 // newLogger returns the log/slog logger writing to w in format "text" (also for "") or "json". For any

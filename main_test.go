@@ -359,3 +359,41 @@ func TestNothingOnStandardError(t *testing.T) {
 		t.Errorf("standard error (-want +got):\n%s", diff)
 	}
 }
+
+// TestBinaryBlockedCredential sends the built program SIGTERM while it is stuck opening the service
+// principal file (a file lease stands in for a hung FUSE or network file, see [holdLease]): it exits
+// at once with status 1, says why, and leaves nothing behind.
+func TestBinaryBlockedCredential(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	f := newFixture(t)
+	waitBlocked := holdLease(t, f.spFile)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"SSL_CERT_FILE=" + os.Getenv("SSL_CERT_FILE")}
+	for k, v := range f.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	mustDo(t, cmd.Start())
+	waitBlocked()
+	mustDo(t, cmd.Process.Signal(syscall.SIGTERM))
+	start := time.Now()
+	err := cmd.Wait()
+	t.Logf("stopped %v after SIGTERM; output:\n%s", time.Since(start), out.String())
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("stopped %v after SIGTERM, want at once", elapsed)
+	}
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != exitConfig {
+		t.Errorf("exit: %v, want status %d", err, exitConfig)
+	}
+	if !strings.Contains(out.String(), "stopped: terminated signal received; a file system call it waited on did not return") {
+		t.Errorf("output does not say why")
+	}
+	if got := len(f.srv.Requests()); got != 0 {
+		t.Errorf("%d requests, want 0", got)
+	}
+	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+		t.Errorf("token directory after SIGTERM (-want +got):\n%s", diff)
+	}
+}

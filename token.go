@@ -21,7 +21,8 @@ import (
 
 // getToken does the job, in the order that fails fastest and never sends a request that cannot succeed:
 // check the environment, that no token file exists, and the credential; make sure the token file can be
-// created; request the token; check it; publish the file. Its errors carry their exit status.
+// created; request the token; check it; publish the file (see [oneShot]). BEARER_TOKEN_TIMEOUT ends it
+// whatever it waits on, a hung file system included ([untilDone]). Its errors carry their exit status.
 func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -29,12 +30,22 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
 	defer cancel()
+	return untilDone(ctx, func() error { return oneShot(ctx, cfg, getenv, log) })
+}
+
+// oneShot is [getToken] once the environment is known, within its deadline: check that no token file
+// exists, and the credential; make sure the token file can be created; request the token; check it;
+// publish the file.
+func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger) error {
 	if err := checkNoTokenFile(cfg.tokenFile); err != nil {
 		return err
 	}
 	id, cred, err := loadCredential(getenv, time.Now())
 	if err != nil {
 		return err
+	}
+	if err := context.Cause(ctx); err != nil { // stopped while the credential was read: touch nothing
+		return withExit(exitConfig, fmt.Errorf("stopped: %w", err))
 	}
 	if err := checkTokenDir(cfg.tokenFile, false); err != nil {
 		return withExit(exitWrite, err)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -116,20 +115,14 @@ func TestUmask(t *testing.T) {
 
 // TestReadOnlyDirectory shows a read-only token directory (a volume mounted readOnly) fails the run
 // with exit status 11 before any request. As root, which ignores permission bits, the directory is
-// made read-only with a read-only bind mount in a mount namespace of this test's thread alone.
+// made read-only with a read-only bind mount of the test's own directory onto itself (not in a mount
+// namespace of the test's thread: run does the job in a goroutine of its own, on another thread).
 func TestReadOnlyDirectory(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	if os.Geteuid() == 0 {
-		runtime.LockOSThread() // never unlocked: the thread, with its namespace, ends with the test
-		if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
-			t.Skipf("cannot make a mount namespace to make a directory read-only as root: %v", err)
-		}
-		if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
-			t.Fatal(err)
-		}
 		if err := syscall.Mount(f.tokenDir, f.tokenDir, "", syscall.MS_BIND, ""); err != nil {
-			t.Fatal(err)
+			t.Skipf("cannot bind-mount to make a directory read-only as root: %v", err)
 		}
 		t.Cleanup(func() { _ = syscall.Unmount(f.tokenDir, 0) }) // before t.TempDir's removal
 		if err := syscall.Mount("", f.tokenDir, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
