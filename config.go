@@ -42,6 +42,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		timeout:   defaultTimeout,
 	}
 	var errs []error
+	if err := checkCredentialVariables(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	for _, v := range []struct{ name, value string }{
 		{"AZURE_RESOURCE", c.resource},
 		{"BEARER_TOKEN_FILE", c.tokenFile},

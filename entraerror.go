@@ -22,8 +22,9 @@ type entraError struct {
 	TraceID       string          // trace_id
 	CorrelationID string          // correlation_id
 
-	status    string // "401 Unauthorized"
-	authority string // scheme://host/ the request went to
+	status    string         // "401 Unauthorized"
+	authority string         // scheme://host/ the request went to
+	hints     map[int]string // in place of aadstsHints', from what the credential knows
 }
 
 // aadstsHints explains the AADSTS codes whose cause is well known
@@ -64,7 +65,11 @@ func (e *entraError) Error() string {
 			break
 		}
 		fmt.Fprintf(&b, ", AADSTS%d", code)
-		if hint := aadstsHints[code]; hint != "" {
+		hint, ok := e.hints[code]
+		if !ok {
+			hint = aadstsHints[code]
+		}
+		if hint != "" {
 			fmt.Fprintf(&b, " (%s)", hint)
 		}
 	}

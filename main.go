@@ -180,8 +180,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return withExit(exitConfig, fmt.Errorf("command line: %w", err))
 	}
 	if flags.NArg() > 0 {
-		fmt.Fprintln(stdout, synopsis)
-		return withExit(exitConfig, fmt.Errorf("command line: unexpected argument %q: configuration comes from the environment", flags.Arg(0)))
+		err := fmt.Errorf("command line: unexpected argument %q: configuration comes from the environment (see -help)", flags.Arg(0))
+		fmt.Fprintf(stdout, "azure-rest-api-token: %s\n%s\n", escapeControl(err.Error()), synopsis)
+		return withExit(exitConfig, err)
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "azure-rest-api-token", programVersion())

@@ -34,6 +34,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"-h"}, 0, "Exit statuses:"},
 		{[]string{"-nope"}, 1, synopsis},
 		{[]string{"extra"}, 1, synopsis},
+		{[]string{"extra"}, 1, `azure-rest-api-token: command line: unexpected argument "extra": configuration comes from the environment (see -help)` + "\n" + synopsis},
+		{[]string{"-nope"}, 1, "flag provided but not defined: -nope"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()

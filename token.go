@@ -51,6 +51,9 @@ func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *s
 		return withExit(exitWrite, err)
 	}
 
+	if cs, ok := cred.(*clientSecret); ok && cs.surroundingSpace() != "" {
+		log.Warn("the client secret "+cs.surroundingSpace()+": Entra's secrets have no white space; it is sent as it is", "file", getenv("ENTRA_SERVICE_PRINCIPAL"))
+	}
 	endpoint, form := tokenRequest(cfg, id, cred)
 	who := []any{"client_id", id.clientID}
 	if id.displayName != "" { // workload identity has none
@@ -60,8 +63,8 @@ func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *s
 		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint, "proxy", proxyFor(endpoint)})...)
 	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
 	if err != nil {
-		if fed, ok := cred.(*federatedToken); ok {
-			err = fed.explainRefusal(err)
+		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
+			err = x.explainRefusal(err)
 		}
 		return withExit(exitRequest, err)
 	}

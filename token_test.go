@@ -344,6 +344,12 @@ func runCases() []runCase {
 			setup: enqueue(entratest.Response{Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>Bad Gateway</body></html>"})},
 
 		// Configuration errors: exit 1, before any request.
+		{name: "nothing set: every missing variable in one message", wantExit: 1,
+			setup:   func(f *fixture) { clear(f.env) },
+			wantOut: []string{`error="ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE); AZURE_RESOURCE is not set; BEARER_TOKEN_FILE is not set"`}},
+		{name: "workload identity half set and no resource, in one message", wantExit: 1,
+			setup:   setEnv("ENTRA_SERVICE_PRINCIPAL", "", "AZURE_CLIENT_ID", entratest.DefaultClientID, "AZURE_RESOURCE", ""),
+			wantOut: []string{"workload identity: AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE not set", "; AZURE_RESOURCE is not set"}},
 		{name: "ENTRA_SERVICE_PRINCIPAL unset", wantExit: 1, setup: setEnv("ENTRA_SERVICE_PRINCIPAL", ""), wantOut: []string{"ENTRA_SERVICE_PRINCIPAL is not set"}},
 		{name: "AZURE_RESOURCE unset", wantExit: 1, setup: setEnv("AZURE_RESOURCE", ""), wantOut: []string{"AZURE_RESOURCE is not set"}},
 		{name: "BEARER_TOKEN_FILE unset", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE", ""), wantOut: []string{"BEARER_TOKEN_FILE is not set"}},
@@ -463,6 +469,11 @@ func runCases() []runCase {
 			f.writeServicePrincipal(validSP(map[string]any{"password": f.secret}))
 		},
 			wantOut: []string{"401 Unauthorized", "invalid_client", "AADSTS7000215", "Value, not its Secret ID", "trace ID", "correlation ID", `authority \"https://127.0.0.1:`}},
+		{name: "client secret with a pasted newline", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) { f.writeServicePrincipal(validSP(map[string]any{"password": f.secret + "\r\n"})) },
+			wantOut: []string{`level=WARN msg="the client secret ends with \"\\r\\n\": Entra's secrets have no white space; it is sent as it is"`,
+				`AADSTS7000215 (wrong client secret: it ends with \"\\r\\n\", most likely pasted with it: remove that from the service principal file's password)`},
+			notOut: []string{"Secret ID"}},
 		{name: "expired client secret", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				app := f.srv.Apps[entratest.DefaultClientID]
