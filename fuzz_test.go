@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
@@ -173,6 +175,31 @@ func FuzzParseCertificatePEM(f *testing.F) {
 		}
 		if c.key == nil || c.leaf == nil || !c.key.PublicKey.Equal(c.leaf.PublicKey) {
 			t.Fatal("accepted a key without its certificate")
+		}
+	})
+}
+
+// FuzzEscapeControl: whatever an error holds, the termination message built from it has no control,
+// format or line-separator character and is valid UTF-8, and text without any of those is kept as it
+// is.
+func FuzzEscapeControl(f *testing.F) {
+	for _, s := range []string{"plain text ✓", "a\nb\r\n", "\x1b[8mhidden\x1b[0m", "\u202eevil\u2028", "\xff\xfe\x00", `back\slash \n`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := escapeControl(s)
+		if !utf8.ValidString(got) {
+			t.Fatalf("escapeControl(%q) = %q: not valid UTF-8", s, got)
+		}
+		if i := strings.IndexFunc(got, func(r rune) bool {
+			return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+		}); i >= 0 {
+			t.Fatalf("escapeControl(%q) = %q: control character at %d", s, got, i)
+		}
+		if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+			return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+		}) && got != s {
+			t.Fatalf("escapeControl(%q) = %q: changed printable text", s, got)
 		}
 	})
 }

@@ -83,11 +83,16 @@
 //
 // The token file holds exactly the access token, with no trailing newline, with mode BEARER_TOKEN_FILE_MODE
 // whatever the umask. It appears whole or not at all: the token is written to a temporary file in the same
-// directory and then linked to its final name. A failed or interrupted run leaves no file behind.
+// directory and then linked to its final name. On Linux that file has no name until then (O_TMPFILE), so
+// that even a killed run leaves no copy of the token; file systems without O_TMPFILE get a named one.
+// Before any request the program publishes an empty probe file the same way, so that a file system
+// without hard links (vfat, exFAT, some FUSE mounts) fails the run at once. A failed or interrupted run
+// leaves no file behind.
 //
-// The log goes to standard output, one line per event. The secret and the token are never logged. On
-// failure the reason is also written to /dev/termination-log when that file exists and is writable, so
-// that "kubectl describe pod" shows it.
+// The log goes to standard output, one line per event; nothing goes to standard error. The secret and
+// the token are never logged. On failure the reason is also written to /dev/termination-log when that
+// file exists and is writable, so that "kubectl describe pod" shows it: one line, with control
+// characters escaped (\n, \x1b), since it may quote a server's certificate or a proxy's answer.
 //
 // Exit statuses:
 //
