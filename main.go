@@ -208,8 +208,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 }
 
 // stopGrace is how long [untilDone] lets a job whose context is done return its own error, which says
-// best what it was doing, before giving up on it.
-const stopGrace = 250 * time.Millisecond
+// best what it was doing, before giving up on it: ample for a job that honours its context even on a
+// loaded machine, and short enough that SIGTERM still ends the program within a second.
+const stopGrace = 500 * time.Millisecond
 
 // untilDone runs job in a goroutine and returns its error, or, when ctx is done (a signal, the
 // deadline) and job has not returned stopGrace later, an error with exit status 1 that gives ctx's

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -408,4 +410,41 @@ func mountExfat(t *testing.T) string {
 		}
 	})
 	return dir
+}
+
+// TestKilledMidWrite runs the built program under strace, which makes every fsync(2) take 1.5 s, and
+// kills it with SIGKILL while it flushes the token to disk: no file is left, in particular no named
+// temporary file holding the token, as there was before O_TMPFILE.
+func TestKilledMidWrite(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("no strace (apt-get install strace)")
+	}
+	f := newFixture(t)
+	cmd := exec.Command("strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", "inject=fsync:delay_enter=1500000", bin)
+	cmd.Env = []string{"SSL_CERT_FILE=" + os.Getenv("SSL_CERT_FILE")}
+	for k, v := range f.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	mustDo(t, cmd.Start())
+	for len(f.srv.Requests()) == 0 { // the probe's two fsyncs first
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(750 * time.Millisecond) // into the token file's fsync
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	mustDo(t, err)
+	pid, err := strconv.Atoi(strings.Fields(string(children))[0])
+	mustDo(t, err)
+	mustDo(t, syscall.Kill(pid, syscall.SIGKILL))
+	_ = cmd.Wait()
+	t.Logf("output:\n%s", out.String())
+	if strings.Contains(out.String(), "wrote access token") {
+		t.Fatal("the program finished before it was killed: the test proves nothing")
+	}
+	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+		t.Errorf("token directory after SIGKILL mid-write (-want +got):\n%s", diff)
+	}
 }
