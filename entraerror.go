@@ -24,7 +24,7 @@ type entraError struct {
 
 	status    string         // "401 Unauthorized"
 	authority string         // scheme://host/ the request went to
-	hints     map[int]string // in place of aadstsHints', from what the credential knows
+	hints     map[int]string // replacing aadstsHints' for this refusal, from what only the credential knows
 }
 
 // aadstsHints explains the AADSTS codes whose cause is well known
