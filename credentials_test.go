@@ -507,7 +507,7 @@ func TestBlockedCredential(t *testing.T) {
 			if got := exitStatus(err); got != exitConfig {
 				t.Errorf("exit status %d, want %d (%v)", got, exitConfig, err)
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantWhy) || !strings.Contains(err.Error(), "a file system call it waited on did not return") {
+			if err == nil || !strings.Contains(err.Error(), tc.wantWhy) || !errors.Is(err, errStuck) {
 				t.Errorf("error %v does not say why", err)
 			}
 			if elapsed := time.Since(start); elapsed > 10*time.Second {

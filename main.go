@@ -214,7 +214,7 @@ const stopGrace = 500 * time.Millisecond
 
 // untilDone runs job in a goroutine and returns its error, or, when ctx is done (a signal, the
 // deadline) and job has not returned stopGrace later, an error with exit status 1 that gives ctx's
-// cause. Everything job waits on honours ctx but file system calls, which a hung FUSE or network file
+// cause and wraps errStuck. Everything job waits on honours ctx but file system calls, which a hung FUSE or network file
 // system can block for good: this way the deadline and the signals end the run whatever it waits on.
 // The abandoned job must not publish anything once ctx is done (see [writeTokenFile]); main exits.
 func untilDone(ctx context.Context, job func() error) error {
@@ -229,9 +229,12 @@ func untilDone(ctx context.Context, job func() error) error {
 	case err := <-done:
 		return err
 	case <-time.After(stopGrace):
-		return withExit(exitConfig, fmt.Errorf("stopped: %w; a file system call it waited on did not return (a hung network or FUSE mount?)", context.Cause(ctx)))
+		return withExit(exitConfig, fmt.Errorf("stopped: %w; %w", context.Cause(ctx), errStuck))
 	}
 }
+
+// errStuck is in [untilDone]'s error when it gave up on its job.
+var errStuck = errors.New("a file system call it waited on did not return (a hung network or FUSE mount?)")
 
 // closableWriter passes writes on to w until close; then it drops them. Its writes are serialised.
 type closableWriter struct {
