@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
 
 func TestFlags(t *testing.T) {
@@ -398,4 +403,67 @@ func TestBinaryBlockedCredential(t *testing.T) {
 	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
 		t.Errorf("token directory after SIGTERM (-want +got):\n%s", diff)
 	}
+}
+
+// TestBinaryThroughProxy runs the built program with HTTPS_PROXY naming a loopback CONNECT proxy that
+// requires a password: the token request goes through it (to a host name only the proxy can reach),
+// and the start-up line names the proxy with the password redacted.
+func TestBinaryThroughProxy(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	f := newFixture(t)
+	f.secret = "pr0xy-pa55" // must not be printed
+	var mu sync.Mutex
+	var connects []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		connects = append(connects, r.Method+" "+r.Host+" "+r.Header.Get("Proxy-Authorization"))
+		mu.Unlock()
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		upstream, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(f.srv.URL, "https://"), "/"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer upstream.Close()
+		w.WriteHeader(http.StatusOK)
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		go func() { _, _ = io.Copy(upstream, rw) }()
+		_, _ = io.Copy(conn, upstream)
+	}))
+	t.Cleanup(proxy.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(f.srv.URL, "https://"), "/"))
+	f.env["AZURE_AUTHORITY_HOST"] = "https://" + entratest.ProxiedHost + ":" + port + "/"
+	f.env["HTTPS_PROXY"] = "http://proxy-user:" + f.secret + "@" + strings.TrimPrefix(proxy.URL, "http://")
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"SSL_CERT_FILE=" + os.Getenv("SSL_CERT_FILE")}
+	for k, v := range f.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	f.checkNoSecrets(out.String())
+	wantProxy := "proxy=http://proxy-user:xxxxx@" + strings.TrimPrefix(proxy.URL, "http://")
+	if !strings.Contains(out.String(), wantProxy) {
+		t.Errorf("output does not hold %q", wantProxy)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("proxy-user:"+f.secret))
+	if diff := cmp.Diff([]string{"CONNECT " + entratest.ProxiedHost + ":" + port + " " + auth}, connects); diff != "" {
+		t.Errorf("requests to the proxy (-want +got):\n%s", diff)
+	}
+	checkTokenFile(t, f, 0o644)
 }
