@@ -51,7 +51,7 @@ func checkTokenDir(target string, replace bool) error {
 		_ = os.Remove(probe)
 	}
 	if err != nil {
-		return fmt.Errorf("creating token file in %q: %w", dir, explainPublish(err, replace))
+		return fmt.Errorf("creating token file in %q: %w", dir, err)
 	}
 	return nil
 }
@@ -69,7 +69,7 @@ func writeTokenFile(ctx context.Context, target string, mode fs.FileMode, token 
 	case !replace && errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("writing token file %q: it appeared while the token was requested: another run wrote it", target)
 	}
-	return fmt.Errorf("writing token file %q: %w", target, explainPublish(err, replace))
+	return fmt.Errorf("writing token file %q: %w", target, err)
 }
 
 // publishFile writes content to a temporary file in target's directory, gives it mode, flushes it,
@@ -104,7 +104,11 @@ func publishFile(ctx context.Context, target string, mode fs.FileMode, content s
 	} else {
 		err = linkInto(f, named, target)
 	}
-	if err != nil {
+	switch {
+	case !replace && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EOPNOTSUPP)):
+		// The cause a user cannot guess from "operation not permitted".
+		return fmt.Errorf("the file system does not support hard links, with which the token file is published so that it never replaces another (link(2): %w): use a directory on another file system, such as an emptyDir", pathErr(err))
+	case err != nil:
 		return pathErr(err)
 	}
 	syncDir(dir)
@@ -148,15 +152,6 @@ func createTemp(dir string) (f *os.File, named bool, err error) {
 		return nil, false, pathErr(err)
 	}
 	return f, true, nil
-}
-
-// explainPublish adds to a publishing error the cause a user cannot guess: link(2) refused with
-// EPERM or EOPNOTSUPP means the file system has no hard links.
-func explainPublish(err error, replace bool) error {
-	if !replace && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EOPNOTSUPP)) {
-		return fmt.Errorf("the file system does not support hard links, with which the token file is published so that it never replaces another (link(2): %w): use a directory on another file system, such as an emptyDir", err)
-	}
-	return err
 }
 
 // randomSuffix returns a short random string for probe and temporary file names; it only has to keep
