@@ -60,7 +60,8 @@ func checkTokenDir(target string, replace bool) error {
 // file appears whole or not at all: by link(2) when replace is false, which fails if anything appeared
 // at target meanwhile, such as another run's token file; by rename(2) over whatever regular file is at
 // target when replace is true, then fsync of the directory. After ctx is done it publishes nothing. No
-// temporary file is left when writeTokenFile returns, nor, where O_TMPFILE works, at any moment before.
+// temporary file is left when writeTokenFile returns. Where O_TMPFILE works there is none before
+// either, but for the instant between link(2) and rename(2) when replace is true: rename needs a name.
 func writeTokenFile(ctx context.Context, target string, mode fs.FileMode, token string, replace bool) error {
 	err := publishFile(ctx, target, mode, token, replace)
 	switch {
