@@ -456,13 +456,14 @@ func holdLease(t *testing.T, path string) (waitBlocked func()) {
 	}
 	return func() {
 		// While a lease break is pending, F_GETLEASE gives the type the lease is to become.
-		for {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 			lease, _, _ := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETLEASE, 0)
 			if lease != syscall.F_WRLCK {
 				return
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
+		t.Errorf("nothing opened %q for 30 s", path)
 	}
 }
 

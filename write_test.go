@@ -430,8 +430,19 @@ func TestKilledMidWrite(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	mustDo(t, cmd.Start())
-	for len(f.srv.Requests()) == 0 { // the probe's two fsyncs first
-		time.Sleep(5 * time.Millisecond)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); len(f.srv.Requests()) == 0; { // the probe's two fsyncs first
+		select {
+		case err := <-exited:
+			t.Skipf("strace cannot trace here (%v):\n%s", err, out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("no request after 30 s:\n%s", out.String())
+		}
 	}
 	time.Sleep(750 * time.Millisecond) // into the token file's fsync
 	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
@@ -439,7 +450,7 @@ func TestKilledMidWrite(t *testing.T) {
 	pid, err := strconv.Atoi(strings.Fields(string(children))[0])
 	mustDo(t, err)
 	mustDo(t, syscall.Kill(pid, syscall.SIGKILL))
-	_ = cmd.Wait()
+	<-exited
 	t.Logf("output:\n%s", out.String())
 	if strings.Contains(out.String(), "wrote access token") {
 		t.Fatal("the program finished before it was killed: the test proves nothing")
