@@ -697,8 +697,9 @@ func TestEntraErrorBounded(t *testing.T) {
 			f.srv.Enqueue(jsonResponse(401, string(body)))
 			out, err := f.run(t.Context())
 			if got := exitStatus(err); got != exitRequest {
-				t.Errorf("exit status %d, want %d (%v)", got, exitRequest, err)
+				t.Fatalf("exit status %d, want %d (%v)", got, exitRequest, err)
 			}
+			t.Logf("error: %d bytes; output: %d bytes", len(err.Error()), len(out))
 			if len(err.Error()) > maxErrorText {
 				t.Errorf("error is %d bytes, want at most %d", len(err.Error()), maxErrorText)
 			}
