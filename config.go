@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,8 +30,9 @@ type config struct {
 }
 
 // loadConfig reads and checks the environment variables through getenv, but for those of the credential
-// (see [loadCredential]), without touching the network or the file system. Its errors name the variable
-// and carry exit status 1.
+// (see [loadCredential]), without touching the network, and of the file system reading only the CA
+// certificates that SSL_CERT_FILE and SSL_CERT_DIR name. Its error names every variable that is wrong,
+// in one message, and carries exit status 1.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		resource:  getenv("AZURE_RESOURCE"),
@@ -40,6 +42,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		timeout:   defaultTimeout,
 	}
 	var errs []error
+	if err := checkCredentialVariables(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	for _, v := range []struct{ name, value string }{
 		{"AZURE_RESOURCE", c.resource},
 		{"BEARER_TOKEN_FILE", c.tokenFile},
@@ -85,6 +90,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.timeout = d
 	}
+	errs = append(errs, checkProxies(getenv)...)
+	errs = append(errs, checkTrustedCAs(getenv)...)
 	if len(errs) == 0 {
 		return c, nil
 	}
@@ -159,4 +166,104 @@ func checkNoTokenFile(path string) error {
 		return withExit(exitConfig, fmt.Errorf("checking token file %q: %w", path, pathErr(err)))
 	}
 	return nil
+}
+
+// proxyVariables are the proxy settings net/http reads (golang.org/x/net/http/httpproxy.FromEnvironment),
+// each in upper and lower case, upper case first.
+var proxyVariables = []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"}
+
+// checkProxies returns an error for each proxy variable whose value net/http cannot use. net/http
+// ignores such a value without a word and connects directly, around the proxy and any egress control
+// it enforces; or it reads "http//proxy:3128" as the host "http". So, as net/http does, a value without
+// a scheme is read as http://value; it must then be a URL with the scheme http, https, socks5 or
+// socks5h, a host, an optional port and nothing else. Errors name the variable and quote the value
+// with any password, or if it does not parse anything before its "@", replaced by "xxxxx".
+func checkProxies(getenv func(string) string) []error {
+	var errs []error
+	for _, name := range proxyVariables {
+		v := getenv(name)
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			if u2, err2 := url.Parse("http://" + v); err2 == nil {
+				u, err = u2, nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %s", name, redactUserinfo(v), urlProblem(err)))
+			continue
+		}
+		var reason string
+		switch port, portErr := strconv.ParseUint(u.Port(), 10, 16); {
+		case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h":
+			reason = "want the scheme http, https, socks5 or socks5h"
+		case u.Hostname() == "" || u.Port() != "" && (portErr != nil || port == 0):
+			reason = "want a host name and an optional port"
+		case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+			reason = "want a host name, an optional port and nothing else, such as http://proxy.example:3128"
+		default:
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s %q: %s; Go would not use it and would connect without a proxy or fail", name, u.Redacted(), reason))
+	}
+	return errs
+}
+
+// urlProblem describes a url.Parse error without its text, which quotes the value, password included.
+func urlProblem(err error) string {
+	if _, ok := errors.AsType[url.EscapeError](err); ok {
+		return `not a URL: an invalid %-escape; write a "%" in a user name or password as %25, and "@", ":" or "/" as %40, %3A, %2F; Go would not use it and would connect without a proxy`
+	}
+	return "not a URL; Go would not use it and would connect without a proxy"
+}
+
+// redactUserinfo returns s, which may not parse as a URL, with anything between its "scheme://" and its
+// last "@" replaced by "xxxxx".
+func redactUserinfo(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return s[:start] + "xxxxx" + s[at:]
+}
+
+// maxCABundle bounds, in bytes, how much of SSL_CERT_FILE is read to check it; the Mozilla bundle is
+// about 220 KB.
+const maxCABundle = 16 << 20
+
+// checkTrustedCAs returns an error if SSL_CERT_FILE is set but is not a readable file holding a PEM
+// certificate, or if SSL_CERT_DIR is set but one of its directories (":"-separated) is missing or not
+// a directory. crypto/x509 ignores both then, and the run would fail later with advice to set what
+// is already set. On Linux crypto/x509 reads SSL_CERT_FILE in place of the system's bundle file but
+// still every file in /etc/ssl/certs (or in SSL_CERT_DIR, when set): SSL_CERT_FILE adds CAs.
+func checkTrustedCAs(getenv func(string) string) []error {
+	var errs []error
+	if file := getenv("SSL_CERT_FILE"); file != "" {
+		data, err := readRegularFile(file, maxCABundle, fmt.Errorf("larger than %d bytes", maxCABundle))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("SSL_CERT_FILE %q: %w", file, err))
+		case !x509.NewCertPool().AppendCertsFromPEM(data):
+			errs = append(errs, fmt.Errorf("SSL_CERT_FILE %q: holds no PEM certificate (-----BEGIN CERTIFICATE-----)", file))
+		}
+	}
+	if dirs := getenv("SSL_CERT_DIR"); dirs != "" {
+		for dir := range strings.SplitSeq(dirs, ":") {
+			if dir == "" {
+				continue
+			}
+			if info, err := os.Stat(dir); err != nil {
+				errs = append(errs, fmt.Errorf("SSL_CERT_DIR %q: %w", dir, pathErr(err)))
+			} else if !info.IsDir() {
+				errs = append(errs, fmt.Errorf("SSL_CERT_DIR %q: not a directory", dir))
+			}
+		}
+	}
+	return errs
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // servicePrincipal is the JSON that "az ad sp create-for-rbac" prints
@@ -182,17 +183,12 @@ type identity struct {
 // when two are configured. Errors carry exit status 1 (environment, unreadable files) or 2 (invalid
 // credential).
 func loadCredential(getenv func(string) string, now time.Time) (identity, credential, error) {
+	if err := checkCredentialVariables(getenv); err != nil {
+		return identity{}, nil, withExit(exitConfig, err)
+	}
 	spFile := getenv("ENTRA_SERVICE_PRINCIPAL")
-	federatedFile := getenv("AZURE_FEDERATED_TOKEN_FILE")
 	certFile := getenv("AZURE_CLIENT_CERTIFICATE_PATH")
-	switch {
-	case spFile != "" && federatedFile != "":
-		return identity{}, nil, withExit(exitConfig, errors.New("both ENTRA_SERVICE_PRINCIPAL and AZURE_FEDERATED_TOKEN_FILE are set: unset ENTRA_SERVICE_PRINCIPAL to use workload identity, or remove the pod's label azure.workload.identity/use to use the service principal"))
-	case spFile == "" && federatedFile == "" && getenv("AZURE_CLIENT_ID") == "" && getenv("AZURE_TENANT_ID") == "":
-		return identity{}, nil, withExit(exitConfig, errors.New("ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE)"))
-	case spFile == "" && certFile != "":
-		return identity{}, nil, withExit(exitConfig, errors.New("AZURE_CLIENT_CERTIFICATE_PATH is set but ENTRA_SERVICE_PRINCIPAL is not: a certificate credential needs a service principal file with \"password\": null, for its appId and tenant"))
-	case spFile == "":
+	if spFile == "" {
 		return loadWorkloadIdentity(getenv)
 	}
 	sp, err := readServicePrincipal(spFile)
@@ -223,6 +219,37 @@ func loadCredential(getenv func(string) string, now time.Time) (identity, creden
 	return id, cert, nil
 }
 
+// checkCredentialVariables returns an error if the credential's variables alone show it cannot work:
+// none is set, two credentials are, a certificate has no service principal file, or workload identity
+// lacks one of its three variables. [loadConfig] reports it with every other variable's problem, in
+// one message, and [loadCredential] refuses to go on without it.
+func checkCredentialVariables(getenv func(string) string) error {
+	spFile := getenv("ENTRA_SERVICE_PRINCIPAL")
+	federatedFile := getenv("AZURE_FEDERATED_TOKEN_FILE")
+	clientID, tenant := getenv("AZURE_CLIENT_ID"), getenv("AZURE_TENANT_ID")
+	switch {
+	case spFile != "" && federatedFile != "":
+		return errors.New("both ENTRA_SERVICE_PRINCIPAL and AZURE_FEDERATED_TOKEN_FILE are set: unset ENTRA_SERVICE_PRINCIPAL to use workload identity, or remove the pod's label azure.workload.identity/use to use the service principal")
+	case spFile == "" && federatedFile == "" && clientID == "" && tenant == "":
+		return errors.New("ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE)")
+	case spFile == "" && getenv("AZURE_CLIENT_CERTIFICATE_PATH") != "":
+		return errors.New("AZURE_CLIENT_CERTIFICATE_PATH is set but ENTRA_SERVICE_PRINCIPAL is not: a certificate credential needs a service principal file with \"password\": null, for its appId and tenant")
+	case spFile == "":
+		var missing []string
+		for _, v := range []struct{ name, value string }{
+			{"AZURE_CLIENT_ID", clientID}, {"AZURE_TENANT_ID", tenant}, {"AZURE_FEDERATED_TOKEN_FILE", federatedFile},
+		} {
+			if v.value == "" {
+				missing = append(missing, v.name)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("workload identity: %s not set (ENTRA_SERVICE_PRINCIPAL is not set either): label the pod azure.workload.identity/use: \"true\" and annotate its service account with azure.workload.identity/client-id", strings.Join(missing, ", "))
+		}
+	}
+	return nil
+}
+
 // clientSecret is the client credentials grant with a client secret, on the v1 endpoint.
 type clientSecret struct {
 	clientID string
@@ -236,3 +263,30 @@ func (c *clientSecret) clientForm(string, time.Time) (url.Values, error) {
 }
 func (c *clientSecret) v2() bool        { return false }
 func (c *clientSecret) logAttrs() []any { return []any{"credential", "client secret"} }
+
+// surroundingSpace describes the white space around the secret, such as `ends with "\n"`, or returns
+// "" if there is none. It quotes only the white space, never the secret: Entra's secrets hold none, so
+// it was most likely pasted with the secret, and Entra will refuse it as a wrong secret (AADSTS7000215).
+func (c *clientSecret) surroundingSpace() string {
+	lead := c.secret[:len(c.secret)-len(strings.TrimLeftFunc(c.secret, unicode.IsSpace))]
+	trail := c.secret[len(strings.TrimRightFunc(c.secret, unicode.IsSpace)):]
+	var parts []string
+	if lead != "" {
+		parts = append(parts, fmt.Sprintf("starts with %q", truncate(lead, 16)))
+	}
+	if trail != "" && len(lead) < len(c.secret) {
+		parts = append(parts, fmt.Sprintf("ends with %q", truncate(trail, 16)))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// explainRefusal changes err's hint, when Entra refused the secret (AADSTS7000215) and it has
+// surrounding white space, to name that likely cause instead of the Value and Secret ID mix-up.
+func (c *clientSecret) explainRefusal(err error) error {
+	if e, ok := errors.AsType[*entraError](err); ok {
+		if ws := c.surroundingSpace(); ws != "" {
+			e.hints = map[int]string{7000215: "wrong client secret: it " + ws + ", most likely pasted with it: remove that from the service principal file's password"}
+		}
+	}
+	return err
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,11 +11,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -437,3 +440,86 @@ hEETbdz0lRsR5kegElHH+/QyQ6CkS3vM/SqYnpNQdPBY8Rc9UbejL/fsAZGXQYZ2
 jEuK7OKbOhK5sZVTxQc7lg==
 -----END PRIVATE KEY-----
 `
+
+// holdLease makes every open(2) of path block, as a hung FUSE or network file system would: it takes a
+// write lease on path (fcntl F_SETLEASE), which the kernel breaks for an opener only after
+// /proc/sys/fs/lease-break-time (45 s by default) unless the holder lets go, which it does when the test
+// ends. It returns a function that waits until an open is blocked on the lease. It skips where leases
+// cannot be taken.
+func holdLease(t *testing.T, path string) (waitBlocked func()) {
+	t.Helper()
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	mustDo(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_SETLEASE, syscall.F_WRLCK); errno != 0 {
+		t.Skipf("cannot take a lease on %q: %v", path, errno)
+	}
+	return func() {
+		// While a lease break is pending, F_GETLEASE gives the type the lease is to become.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			lease, _, _ := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETLEASE, 0)
+			if lease != syscall.F_WRLCK {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Errorf("nothing opened %q for 30 s", path)
+	}
+}
+
+// TestBlockedCredential: a credential file whose open never returns (a hung FUSE or network file; here a
+// file lease, see [holdLease]) does not outlive BEARER_TOKEN_TIMEOUT or a signal: the run ends with
+// exit status 1, saying why, sends nothing and leaves nothing behind, not even later, when the file
+// answers.
+func TestBlockedCredential(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		setup    func(f *fixture) string // returns the file to block
+		timeout  string                  // BEARER_TOKEN_TIMEOUT; "" to cancel the context instead
+		wantWhy  string
+		wantReqs int
+	}{
+		{"service principal, deadline", func(f *fixture) string { return f.spFile }, "300ms", "BEARER_TOKEN_TIMEOUT (300ms) ran out", 0},
+		{"service principal, signal", func(f *fixture) string { return f.spFile }, "", "signal: terminated", 0},
+		{"federated token, deadline", func(f *fixture) string {
+			f.useWorkloadIdentity(nil)
+			return f.env["AZURE_FEDERATED_TOKEN_FILE"]
+		}, "300ms", "BEARER_TOKEN_TIMEOUT (300ms) ran out", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			waitBlocked := holdLease(t, tc.setup(f))
+			ctx, cancel := context.WithCancelCause(t.Context())
+			defer cancel(nil)
+			if tc.timeout != "" {
+				f.env["BEARER_TOKEN_TIMEOUT"] = tc.timeout
+			} else {
+				go func() {
+					waitBlocked()
+					cancel(errors.New("signal: terminated"))
+				}()
+			}
+			start := time.Now()
+			out, err := f.run(ctx)
+			t.Logf("returned after %v; output:\n%s", time.Since(start), out)
+			f.checkNoSecrets(out)
+			if got := exitStatus(err); got != exitConfig {
+				t.Errorf("exit status %d, want %d (%v)", got, exitConfig, err)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantWhy) || !errors.Is(err, errStuck) {
+				t.Errorf("error %v does not say why", err)
+			}
+			if elapsed := time.Since(start); elapsed > 10*time.Second {
+				t.Errorf("run took %v", elapsed)
+			}
+			if got := len(f.srv.Requests()); got != tc.wantReqs {
+				t.Errorf("%d requests, want %d", got, tc.wantReqs)
+			}
+			if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+				t.Errorf("token directory (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -3,15 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // entraError is Entra's error response
 // (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow#error-response,
-// the same shape on the v1 endpoint). Its text is one line: the HTTP status, the OAuth error, every AADSTS
-// code with a hint for the well-known ones, the first line of the description, the trace and correlation
-// IDs Microsoft support asks for, and the authority. Error responses hold no token or secret.
+// the same shape on the v1 endpoint). Its text is one line: the HTTP status, the OAuth error, the distinct
+// AADSTS codes (a few at most) with a hint for the well-known ones, the first line of the description, the
+// trace and correlation IDs Microsoft support asks for, and the authority, each bounded in length (see
+// maxField), so that a hostile error response cannot flood the log. Error responses hold no token or secret.
 type entraError struct {
 	Code          string          // error
 	Description   string          // error_description
@@ -20,8 +22,9 @@ type entraError struct {
 	TraceID       string          // trace_id
 	CorrelationID string          // correlation_id
 
-	status    string // "401 Unauthorized"
-	authority string // scheme://host/ the request went to
+	status    string         // "401 Unauthorized"
+	authority string         // scheme://host/ the request went to
+	hints     map[int]string // replacing aadstsHints' for this refusal, from what only the credential knows
 }
 
 // aadstsHints explains the AADSTS codes whose cause is well known
@@ -40,18 +43,33 @@ var aadstsHints = map[int]string{
 	700213:  "the federated token's subject matches no federated credential of the app",
 }
 
-// maxDescription bounds, in bytes, how much of error_description the message quotes.
-const maxDescription = 300
+// Bounds on what the message quotes from an error response, whatever its size (up to maxResponseSize):
+// the description's first line, in bytes; each other field, in bytes (Entra's are GUIDs, a timestamp
+// and a short OAuth code); and distinct AADSTS codes (Entra sends one, two at most), in number.
+const (
+	maxDescription = 300
+	maxField       = 64
+	maxCodes       = 4
+)
 
 func (e *entraError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "token request refused by Entra ID: %s", e.status)
 	if e.Code != "" {
-		fmt.Fprintf(&b, ", error %q", e.Code)
+		fmt.Fprintf(&b, ", error %q", truncate(e.Code, maxField))
 	}
-	for _, code := range e.aadsts() {
+	codes := e.aadsts()
+	for i, code := range codes {
+		if i == maxCodes {
+			b.WriteString(", more AADSTS codes")
+			break
+		}
 		fmt.Fprintf(&b, ", AADSTS%d", code)
-		if hint := aadstsHints[code]; hint != "" {
+		hint, ok := e.hints[code]
+		if !ok {
+			hint = aadstsHints[code]
+		}
+		if hint != "" {
 			fmt.Fprintf(&b, " (%s)", hint)
 		}
 	}
@@ -59,37 +77,47 @@ func (e *entraError) Error() string {
 		fmt.Fprintf(&b, ", description %q", d)
 	}
 	if e.TraceID != "" {
-		fmt.Fprintf(&b, ", trace ID %q", e.TraceID)
+		fmt.Fprintf(&b, ", trace ID %q", truncate(e.TraceID, maxField))
 	}
 	if e.CorrelationID != "" {
-		fmt.Fprintf(&b, ", correlation ID %q", e.CorrelationID)
+		fmt.Fprintf(&b, ", correlation ID %q", truncate(e.CorrelationID, maxField))
 	}
 	if e.Timestamp != "" {
-		fmt.Fprintf(&b, ", timestamp %q", e.Timestamp)
+		fmt.Fprintf(&b, ", timestamp %q", truncate(e.Timestamp, maxField))
 	}
 	fmt.Fprintf(&b, ", authority %q", e.authority)
 	return b.String()
 }
 
-// aadsts returns the AADSTS codes from error_codes or, when that is missing or not an array of
-// numbers, from the description's "AADSTS<n>:" prefixes.
+// aadsts returns the distinct AADSTS codes, in order, from error_codes or, when that is missing or not an
+// array of numbers, from the description's "AADSTS<n>:" prefixes; at most maxCodes+1 of them, which is
+// enough for the message to say that there are more than it shows.
 func (e *entraError) aadsts() []int {
 	var codes []int
-	if json.Unmarshal(e.ErrorCodes, &codes) == nil && len(codes) > 0 {
-		return codes
+	if json.Unmarshal(e.ErrorCodes, &codes) != nil || len(codes) == 0 {
+		codes = nil
+		for rest := e.Description; len(codes) < 8; {
+			_, after, found := strings.Cut(rest, "AADSTS")
+			if !found {
+				break
+			}
+			digits := after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
+			if n, err := strconv.Atoi(digits); err == nil && len(digits) <= 9 {
+				codes = append(codes, n)
+			}
+			rest = after
+		}
 	}
-	for rest := e.Description; len(codes) < 8; {
-		_, after, found := strings.Cut(rest, "AADSTS")
-		if !found {
+	var distinct []int // in Entra's order: the first is the main one
+	for _, c := range codes {
+		if !slices.Contains(distinct, c) {
+			distinct = append(distinct, c)
+		}
+		if len(distinct) > maxCodes { // enough to tell that there are more
 			break
 		}
-		digits := after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
-		if n, err := strconv.Atoi(digits); err == nil && len(digits) <= 9 {
-			codes = append(codes, n)
-		}
-		rest = after
 	}
-	return codes
+	return distinct
 }
 
 // firstDescriptionLine returns the description's first line (Entra separates lines with "\r\n"),
@@ -102,8 +130,5 @@ func (e *entraError) firstDescriptionLine() string {
 			d = strings.TrimSpace(text)
 		}
 	}
-	if len(d) > maxDescription {
-		d = strings.ToValidUTF8(d[:maxDescription], "") + "…"
-	}
-	return d
+	return truncate(d, maxDescription)
 }

@@ -25,18 +25,7 @@ type federatedToken struct {
 // federated token file can be read now. Errors carry exit status 1.
 func loadWorkloadIdentity(getenv func(string) string) (identity, credential, error) {
 	id := identity{clientID: getenv("AZURE_CLIENT_ID"), tenant: getenv("AZURE_TENANT_ID")}
-	path := getenv("AZURE_FEDERATED_TOKEN_FILE")
-	var missing []string
-	for _, v := range []struct{ name, value string }{
-		{"AZURE_CLIENT_ID", id.clientID}, {"AZURE_TENANT_ID", id.tenant}, {"AZURE_FEDERATED_TOKEN_FILE", path},
-	} {
-		if v.value == "" {
-			missing = append(missing, v.name)
-		}
-	}
-	if len(missing) > 0 {
-		return identity{}, nil, withExit(exitConfig, fmt.Errorf("workload identity: %s not set (ENTRA_SERVICE_PRINCIPAL is not set either): label the pod azure.workload.identity/use: \"true\" and annotate its service account with azure.workload.identity/client-id", strings.Join(missing, ", ")))
-	}
+	path := getenv("AZURE_FEDERATED_TOKEN_FILE") // all three set: see checkCredentialVariables
 	if err := checkTenant(id.tenant); err != nil {
 		return identity{}, nil, withExit(exitConfig, fmt.Errorf("AZURE_TENANT_ID %q: %w", id.tenant, err))
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
@@ -60,7 +62,8 @@ func passwordIn(data []byte) string {
 }
 
 // FuzzInterpretResponse: whatever the status, headers and body of the token response, interpretResponse
-// never panics, succeeds only with an access token, and never puts the access token into an error.
+// never panics, succeeds only with an access token, never puts the access token into an error, and
+// bounds the error's length.
 func FuzzInterpretResponse(f *testing.F) {
 	token, err := entratest.SignToken(map[string]any{"aud": "x"})
 	if err != nil {
@@ -74,6 +77,7 @@ func FuzzInterpretResponse(f *testing.F) {
 	f.Add(429, "120", `Too many requests`)
 	f.Add(503, "Wed, 21 Oct 2015 07:28:00 GMT", `<html>`)
 	f.Add(302, "", ``)
+	f.Add(401, "", `{"error":"invalid_client","error_codes":[7000215,7000215,7000215,1,2,3,4,5],"trace_id":"`+strings.Repeat("t", 5000)+`"}`)
 	f.Fuzz(func(t *testing.T, status int, retryAfter, body string) {
 		if status < 100 || status > 999 {
 			return
@@ -87,6 +91,9 @@ func FuzzInterpretResponse(f *testing.F) {
 				t.Fatal("success without an access token")
 			}
 			return
+		}
+		if len(err.Error()) > maxErrorText {
+			t.Fatalf("error is %d bytes, more than %d, for a %d-byte body", len(err.Error()), maxErrorText, len(body))
 		}
 		// The error quotes the documented error fields, so a token that also stands in one of them is
 		// not a leak.
@@ -168,6 +175,31 @@ func FuzzParseCertificatePEM(f *testing.F) {
 		}
 		if c.key == nil || c.leaf == nil || !c.key.PublicKey.Equal(c.leaf.PublicKey) {
 			t.Fatal("accepted a key without its certificate")
+		}
+	})
+}
+
+// FuzzEscapeControl: whatever an error holds, the termination message built from it has no control,
+// format or line-separator character and is valid UTF-8, and text without any of those is kept as it
+// is.
+func FuzzEscapeControl(f *testing.F) {
+	for _, s := range []string{"plain text ✓", "a\nb\r\n", "\x1b[8mhidden\x1b[0m", "\u202eevil\u2028", "\xff\xfe\x00", `back\slash \n`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := escapeControl(s)
+		if !utf8.ValidString(got) {
+			t.Fatalf("escapeControl(%q) = %q: not valid UTF-8", s, got)
+		}
+		if i := strings.IndexFunc(got, func(r rune) bool {
+			return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+		}); i >= 0 {
+			t.Fatalf("escapeControl(%q) = %q: control character at %d", s, got, i)
+		}
+		if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+			return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+		}) && got != s {
+			t.Fatalf("escapeControl(%q) = %q: changed printable text", s, got)
 		}
 	})
 }

@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	testDir = dir
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
 		panic(err)
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// testDir is a directory for the whole test process: the CA file, the built program.
+var testDir string
 
 // fixture is one run's world: an Entra stand-in, a service principal file, an empty directory for the
 // token file (the emptyDir), and the environment pointing at them.

@@ -53,11 +53,22 @@
 //	                         issue v2.0 tokens whose audience is the API's client ID.
 //	BEARER_TOKEN_FILE_MODE   octal permission bits of the token file (default 0644, like Kubernetes'
 //	                         Secret volumes, so that a main container running as another user can read it).
-//	BEARER_TOKEN_TIMEOUT     deadline for the whole run, a Go duration (default 2m).
+//	BEARER_TOKEN_TIMEOUT     deadline for the whole run, a Go duration (default 2m), whatever it waits
+//	                         on, a hung file system included.
 //	LOG_FORMAT               "text" (default) or "json": the log/slog handler used for standard output.
-//	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them.
-//	SSL_CERT_FILE            a PEM bundle of CA certificates to trust instead of the system's
-//	SSL_CERT_DIR             (a TLS-inspecting proxy, or a test stand-in for Entra).
+//	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them: upper case first, else
+//	                         https_proxy, no_proxy; a value without a scheme means http://; loopback
+//	                         addresses are never proxied. The start-up log line names the proxy in use.
+//	                         A value Go could not use (e.g. a password with an unescaped "%": write
+//	                         %25) is an error, not ignored: Go would connect around the proxy.
+//	                         HTTP_PROXY and http_proxy are checked the same way.
+//	SSL_CERT_FILE            a PEM bundle of CA certificates to trust (a TLS-inspecting proxy, or a test
+//	                         stand-in for Entra). Go reads it instead of the system's bundle file, but
+//	                         on Linux still reads every file in /etc/ssl/certs and /etc/pki/tls/certs:
+//	                         it adds CAs.
+//	SSL_CERT_DIR             ":"-separated directories of CA certificates read instead of
+//	                         those; an empty one makes SSL_CERT_FILE the only CAs trusted.
+//	                         Either, when set, must name what exists, or the run fails.
 //
 // A run that succeeds at once sends exactly one request. With a client secret it is a form-encoded POST to the v1 token
 // endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/token with the resource; with a certificate (a PS256
@@ -72,17 +83,23 @@
 //
 // The token file holds exactly the access token, with no trailing newline, with mode BEARER_TOKEN_FILE_MODE
 // whatever the umask. It appears whole or not at all: the token is written to a temporary file in the same
-// directory and then linked to its final name. A failed or interrupted run leaves no file behind.
+// directory and then linked to its final name. On Linux that file has no name until then (O_TMPFILE), so
+// that even a killed run leaves no copy of the token; file systems without O_TMPFILE get a named one.
+// Before any request the program publishes an empty probe file the same way, so that a file system
+// without hard links (vfat, exFAT, some FUSE mounts) fails the run at once. A failed or interrupted run
+// leaves no file behind.
 //
-// The log goes to standard output, one line per event. The secret and the token are never logged. On
-// failure the reason is also written to /dev/termination-log when that file exists and is writable, so
-// that "kubectl describe pod" shows it.
+// The log goes to standard output, one line per event; nothing goes to standard error. The secret and
+// the token are never logged. On failure the reason is also written to /dev/termination-log when that
+// file exists and is writable, so that "kubectl describe pod" shows it: one line, with control
+// characters escaped (\n, \x1b), since it may quote a server's certificate or a proxy's answer.
 //
 // Exit statuses:
 //
 //	0   the token was obtained, checked and written
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
-//	    or a credential file (service principal, certificate, federated token) cannot be read
+//	    or a credential file (service principal, certificate, federated token) cannot be read, or a
+//	    file system call did not return before the deadline or a signal (a hung FUSE or network mount)
 //	2   the service principal file or the certificate is not valid
 //	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out
 //	11  writing the token file failed
@@ -96,12 +113,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Error text, everywhere in this program: lowercase, no trailing period, paths and values quoted with %q,
@@ -133,6 +156,9 @@ const synopsis = "usage: azure-rest-api-token [-version | -help]"
 const terminationLog = "/dev/termination-log"
 
 func main() {
+	// The standard library's logger writes to standard error, outside the log's format; net/http uses
+	// it for a server's stray bytes, which might hold a token. Nothing in this program uses it.
+	log.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, os.Stdout)
 	stop()
@@ -159,23 +185,77 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return withExit(exitConfig, fmt.Errorf("command line: %w", err))
 	}
 	if flags.NArg() > 0 {
-		fmt.Fprintln(stdout, synopsis)
-		return withExit(exitConfig, fmt.Errorf("command line: unexpected argument %q: configuration comes from the environment", flags.Arg(0)))
+		err := fmt.Errorf("command line: unexpected argument %q: configuration comes from the environment (see -help)", flags.Arg(0))
+		fmt.Fprintf(stdout, "azure-rest-api-token: %s\n%s\n", escapeControl(err.Error()), synopsis)
+		return withExit(exitConfig, err)
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "azure-rest-api-token", programVersion())
 		return nil
 	}
 
-	log, logErr := newLogger(stdout, getenv("LOG_FORMAT"))
+	out := &closableWriter{w: stdout}
+	defer out.close() // a job abandoned by untilDone writes no more
+	log, logErr := newLogger(out, getenv("LOG_FORMAT"))
 	err := logErr
 	if err == nil {
-		err = getToken(ctx, getenv, log)
+		err = untilDone(ctx, func() error { return getToken(ctx, getenv, log) })
 	}
 	if err != nil {
 		log.Error("azure-rest-api-token failed", "error", err.Error(), "exit_status", exitStatus(err))
 	}
 	return err
+}
+
+// stopGrace is how long [untilDone] lets a job whose context is done return its own error, which says
+// best what it was doing, before giving up on it: ample for a job that honours its context even on a
+// loaded machine, and short enough that SIGTERM still ends the program within a second.
+const stopGrace = 500 * time.Millisecond
+
+// untilDone runs job in a goroutine and returns its error, or, when ctx is done (a signal, the
+// deadline) and job has not returned stopGrace later, an error with exit status 1 that gives ctx's
+// cause and wraps errStuck. Everything job waits on honours ctx but file system calls, which a hung FUSE or network file
+// system can block for good: this way the deadline and the signals end the run whatever it waits on.
+// The abandoned job must not publish anything once ctx is done (see [writeTokenFile]); main exits.
+func untilDone(ctx context.Context, job func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- job() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(stopGrace):
+		return withExit(exitConfig, fmt.Errorf("stopped: %w; %w", context.Cause(ctx), errStuck))
+	}
+}
+
+// errStuck is in [untilDone]'s error when it gave up on its job.
+var errStuck = errors.New("a file system call it waited on did not return (a hung network or FUSE mount?)")
+
+// closableWriter passes writes on to w until close; then it drops them. Its writes are serialised.
+type closableWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (c *closableWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
+func (c *closableWriter) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
 }
 
 // newLogger returns the log/slog logger writing to w in format "text" (also for "") or "json". For any
@@ -241,19 +321,42 @@ func manual() string {
 }
 
 // writeTerminationMessage writes err's text to path when path exists and is writable, and does nothing
-// otherwise: outside Kubernetes there is no such file, and the log already has the reason. Kubernetes
-// keeps at most 4096 bytes of it.
+// otherwise: outside Kubernetes there is no such file, and the log already has the reason. The text is
+// made one line with every control character escaped ([escapeControl]): an error can quote a server
+// certificate's names or a proxy's reason phrase, which "kubectl describe pod" would otherwise show as
+// forged lines or hidden text. Kubernetes keeps at most 4096 bytes of it.
 func writeTerminationMessage(path string, err error) {
 	f, openErr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if openErr != nil {
 		return
 	}
-	msg := "azure-rest-api-token: " + err.Error()
+	msg := escapeControl("azure-rest-api-token: " + err.Error())
 	if len(msg) > 4096 {
-		msg = msg[:4096]
+		msg = strings.ToValidUTF8(msg[:4096], "")
 	}
 	_, _ = io.WriteString(f, msg)
 	_ = f.Close()
+}
+
+// escapeControl returns s with each byte that is not valid UTF-8 and each control, format (bidirectional
+// overrides, zero-width characters) or line-separator character written as a Go escape (\n, \x1b,
+// \u202e), and everything else, backslashes included, as it is.
+func escapeControl(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
 }
 
 // programVersion returns the version stamped with -ldflags -X, else the module version from the build

@@ -16,11 +16,17 @@ const maxCredentialSize = 1 << 20
 var errTooLarge = fmt.Errorf("larger than %d bytes", maxCredentialSize)
 
 // readCredentialFile returns the content of the regular file at path, following symbolic links (a
-// Kubernetes Secret or projected volume links its files into a "..data" directory). It refuses
-// anything but a regular file before opening it, so that a FIFO cannot block the run, and reads at
-// most maxCredentialSize bytes, returning errTooLarge beyond. Its errors do not repeat the path: the
-// caller names it.
+// Kubernetes Secret or projected volume links its files into a "..data" directory), through
+// [readRegularFile], returning errTooLarge beyond maxCredentialSize bytes. Its errors do not repeat
+// the path: the caller names it.
 func readCredentialFile(path string) ([]byte, error) {
+	return readRegularFile(path, maxCredentialSize, errTooLarge)
+}
+
+// readRegularFile returns the content of the regular file at path, following symbolic links. It
+// refuses anything but a regular file before opening it, so that a FIFO cannot block the run, and
+// reads at most limit bytes, returning tooLarge beyond. Its errors do not repeat the path.
+func readRegularFile(path string, limit int64, tooLarge error) ([]byte, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, pathErr(err)
@@ -33,12 +39,12 @@ func readCredentialFile(path string) ([]byte, error) {
 		return nil, pathErr(err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCredentialSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, pathErr(err)
 	}
-	if len(data) > maxCredentialSize {
-		return nil, errTooLarge
+	if int64(len(data)) > limit {
+		return nil, tooLarge
 	}
 	return data, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +21,8 @@ import (
 
 // getToken does the job, in the order that fails fastest and never sends a request that cannot succeed:
 // check the environment, that no token file exists, and the credential; make sure the token file can be
-// created; request the token; check it; publish the file. Its errors carry their exit status.
+// created; request the token; check it; publish the file (see [oneShot]). BEARER_TOKEN_TIMEOUT ends it
+// whatever it waits on, a hung file system included ([untilDone]). Its errors carry their exit status.
 func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -28,6 +30,13 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
 	defer cancel()
+	return untilDone(ctx, func() error { return oneShot(ctx, cfg, getenv, log) })
+}
+
+// oneShot is [getToken] once the environment is known, within its deadline: check that no token file
+// exists, and the credential; make sure the token file can be created; request the token; check it;
+// publish the file.
+func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger) error {
 	if err := checkNoTokenFile(cfg.tokenFile); err != nil {
 		return err
 	}
@@ -35,21 +44,27 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	if err := checkTokenDir(cfg.tokenFile); err != nil {
+	if err := context.Cause(ctx); err != nil { // stopped while the credential was read: touch nothing
+		return withExit(exitConfig, fmt.Errorf("stopped: %w", err))
+	}
+	if err := checkTokenDir(cfg.tokenFile, false); err != nil {
 		return withExit(exitWrite, err)
 	}
 
+	if cs, ok := cred.(*clientSecret); ok && cs.surroundingSpace() != "" {
+		log.Warn("the client secret "+cs.surroundingSpace()+": Entra's secrets have no white space; it is sent as it is", "file", getenv("ENTRA_SERVICE_PRINCIPAL"))
+	}
 	endpoint, form := tokenRequest(cfg, id, cred)
 	who := []any{"client_id", id.clientID}
 	if id.displayName != "" { // workload identity has none
 		who = append([]any{"display_name", id.displayName}, who...)
 	}
 	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, who,
-		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint})...)
+		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint, "proxy", proxyFor(endpoint)})...)
 	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
 	if err != nil {
-		if fed, ok := cred.(*federatedToken); ok {
-			err = fed.explainRefusal(err)
+		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
+			err = x.explainRefusal(err)
 		}
 		return withExit(exitRequest, err)
 	}
@@ -57,7 +72,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
 	}
-	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken); err != nil {
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, false); err != nil {
 		return withExit(exitWrite, err)
 	}
 	log.Info("wrote access token", slices.Concat(who, []any{"resource", cfg.resource,
@@ -97,6 +112,20 @@ func tokenRequest(cfg config, id identity, cred credential) (endpoint string, fo
 	}
 }
 
+// proxyFor returns the proxy that net/http will use for endpoint, as it reads HTTPS_PROXY and NO_PROXY
+// from the process's environment ([loadConfig] has checked them), with any password replaced by
+// "xxxxx"; "none" for a direct connection.
+func proxyFor(endpoint string) string {
+	req, err := http.NewRequest(http.MethodPost, endpoint, nil)
+	if err != nil {
+		return "none"
+	}
+	if u, err := http.ProxyFromEnvironment(req); err == nil && u != nil {
+		return u.Redacted()
+	}
+	return "none"
+}
+
 // Limits of the exchange.
 const (
 	maxAttempts     = 4                // requests in all, the first included
@@ -112,10 +141,13 @@ var retryBaseDelay = time.Second
 // system's CAs (or SSL_CERT_FILE, SSL_CERT_DIR), TLS 1.2 or later, and no redirects, which would carry
 // the client secret to another URL. It speaks HTTP/1.1 only: one request gains nothing from HTTP/2, so
 // release builds leave HTTP/2 out altogether (-tags nethttpomithttp2), which makes the binary 370 KB
-// smaller, and tests speak the same protocol as releases.
+// smaller, and tests speak the same protocol as releases. Each attempt is one request on a connection of
+// its own (no keep-alive): reuse would save nothing, and bytes a server sends on an idle connection make
+// net/http print them, up to 4 KiB of what might be a token, to standard error.
 func newHTTPClient() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
+			DisableKeepAlives:     true,
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
@@ -239,8 +271,8 @@ func postForm(ctx context.Context, client *http.Client, endpoint string, form ur
 	req.Header.Set("User-Agent", "azure-rest-api-token/"+programVersion())
 	resp, err := client.Do(req)
 	if err != nil {
-		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-			return nil, fmt.Errorf("sending token request: %w (to trust a private CA or a TLS-inspecting proxy, set SSL_CERT_FILE)", err)
+		if e, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			return nil, fmt.Errorf("sending token request to %q: %w", endpoint, certificateError(e))
 		}
 		return nil, &retryable{err: fmt.Errorf("sending token request: %w", err)}
 	}
@@ -253,6 +285,46 @@ func postForm(ctx context.Context, client *http.Client, endpoint string, form ur
 		return nil, fmt.Errorf("reading token response from %q (HTTP %d): larger than %d bytes", endpoint, resp.StatusCode, maxResponseSize)
 	}
 	return interpretResponse(resp, body)
+}
+
+// certificateError explains why the server's certificate was refused, with the advice that fits:
+// SSL_CERT_FILE only for an unknown authority. A certificate is the server's to write: the names it
+// lists are quoted, and only a few of them. Certificate errors are not retried; they will not go away
+// on their own.
+func certificateError(e *tls.CertificateVerificationError) error {
+	if h, ok := errors.AsType[x509.HostnameError](e.Err); ok && h.Certificate != nil {
+		all := slices.Clone(h.Certificate.DNSNames)
+		for _, ip := range h.Certificate.IPAddresses {
+			all = append(all, ip.String())
+		}
+		var names []string
+		for i, n := range all {
+			if i == 4 {
+				names = append(names, fmt.Sprintf("%d more", len(all)-i))
+				break
+			}
+			names = append(names, fmt.Sprintf("%q", truncate(n, 64)))
+		}
+		if len(names) == 0 {
+			names = []string{"no name"}
+		}
+		return fmt.Errorf("the server's certificate is not for host %q but for %s: the connection reached another server than AZURE_AUTHORITY_HOST names (a wrong authority host, DNS entry or proxy); trusting another CA would not fix this", h.Host, strings.Join(names, ", "))
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](e.Err); ok {
+		return fmt.Errorf("%w (to trust a private CA or a TLS-inspecting proxy, add its certificate with SSL_CERT_FILE)", e.Err)
+	}
+	if c, ok := errors.AsType[x509.CertificateInvalidError](e.Err); ok && c.Reason == x509.Expired {
+		return fmt.Errorf("%w (check the node's clock)", e.Err)
+	}
+	return e.Err
+}
+
+// truncate returns s cut to at most n bytes, on a character boundary, with "…" when it was cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // retryableStatus holds the HTTP statuses worth another attempt: timeouts, throttling and server
@@ -302,10 +374,10 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 // notJSONError describes a response from authority that is not JSON, such as a proxy's HTML error page or a plain-text
 // 429, by its status, media type and size: never by its content.
 func notJSONError(resp *http.Response, authority string, size int) error {
-	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", authority, resp.StatusCode, http.StatusText(resp.StatusCode), resp.Header.Get("Content-Type"), size)
+	msg := fmt.Sprintf("token response from %q: %d %s, not a JSON object (Content-Type %q, %d bytes)", authority, resp.StatusCode, http.StatusText(resp.StatusCode), truncate(resp.Header.Get("Content-Type"), maxField), size)
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", resp.Header.Get("Location"))
+		msg += fmt.Sprintf(": a redirect to %q, not followed: check AZURE_AUTHORITY_HOST", truncate(resp.Header.Get("Location"), 2*maxField))
 	case resp.StatusCode == http.StatusOK:
 		msg += ": cut short, or not from Entra"
 	case resp.StatusCode != http.StatusTooManyRequests:

@@ -1,15 +1,23 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,6 +60,11 @@ func runTable(t *testing.T, cases []runCase) {
 					t.Errorf("output does not hold %q", want)
 				}
 			}
+			for _, unwanted := range tc.notOut {
+				if strings.Contains(out, unwanted) {
+					t.Errorf("output holds %q", unwanted)
+				}
+			}
 			if got := len(f.srv.Requests()); got != tc.wantRequests {
 				t.Errorf("stand-in received %d requests, want %d", got, tc.wantRequests)
 			}
@@ -77,6 +90,7 @@ type runCase struct {
 	setup        func(f *fixture)
 	wantExit     int
 	wantOut      []string // substrings of the output
+	notOut       []string // strings the output must not hold
 	wantRequests int
 	wantMode     os.FileMode // of the token file; 0 means 0644
 	check        func(t *testing.T, f *fixture, out string)
@@ -305,6 +319,20 @@ func runCases() []runCase {
 			},
 			wantOut: []string{"retry_in=2."}},
 		{name: "408 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 408})},
+		{name: "each attempt on a connection of its own", wantRequests: 3,
+			setup: enqueue(errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0)),
+			check: func(t *testing.T, f *fixture, out string) {
+				seen := map[string]bool{}
+				for _, r := range f.srv.Requests() {
+					if seen[r.RemoteAddr] {
+						t.Errorf("connection %s used again", r.RemoteAddr)
+					}
+					seen[r.RemoteAddr] = true
+					if got := r.Header.Get("Connection"); got != "close" {
+						t.Errorf("Connection: %q, want close", got)
+					}
+				}
+			}},
 		{name: "500 then success", wantRequests: 2, setup: enqueue(errorResponse(500, "server_error", 0))},
 		{name: "504 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 504, Body: "gateway timeout"})},
 		{name: "numbers where strings were expected", wantRequests: 1,
@@ -316,6 +344,12 @@ func runCases() []runCase {
 			setup: enqueue(entratest.Response{Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>Bad Gateway</body></html>"})},
 
 		// Configuration errors: exit 1, before any request.
+		{name: "nothing set: every missing variable in one message", wantExit: 1,
+			setup:   func(f *fixture) { clear(f.env) },
+			wantOut: []string{`error="ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE); AZURE_RESOURCE is not set; BEARER_TOKEN_FILE is not set"`}},
+		{name: "workload identity half set and no resource, in one message", wantExit: 1,
+			setup:   setEnv("ENTRA_SERVICE_PRINCIPAL", "", "AZURE_CLIENT_ID", entratest.DefaultClientID, "AZURE_RESOURCE", ""),
+			wantOut: []string{"workload identity: AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE not set", "; AZURE_RESOURCE is not set"}},
 		{name: "ENTRA_SERVICE_PRINCIPAL unset", wantExit: 1, setup: setEnv("ENTRA_SERVICE_PRINCIPAL", ""), wantOut: []string{"ENTRA_SERVICE_PRINCIPAL is not set"}},
 		{name: "AZURE_RESOURCE unset", wantExit: 1, setup: setEnv("AZURE_RESOURCE", ""), wantOut: []string{"AZURE_RESOURCE is not set"}},
 		{name: "BEARER_TOKEN_FILE unset", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE", ""), wantOut: []string{"BEARER_TOKEN_FILE is not set"}},
@@ -346,6 +380,46 @@ func runCases() []runCase {
 		{name: "file mode with setuid", wantExit: 1, setup: setEnv("BEARER_TOKEN_FILE_MODE", "4755"), wantOut: []string{"BEARER_TOKEN_FILE_MODE"}},
 		{name: "bad timeout", wantExit: 1, setup: setEnv("BEARER_TOKEN_TIMEOUT", "120"), wantOut: []string{"BEARER_TOKEN_TIMEOUT"}},
 		{name: "bad LOG_FORMAT", wantExit: 1, setup: setEnv("LOG_FORMAT", "xml"), wantOut: []string{"LOG_FORMAT"}},
+
+		// Proxies that Go would ignore, connecting around them, or misread: exit 1, before any request.
+		{name: "HTTPS_PROXY with an unescaped % in the password", wantExit: 1,
+			setup: func(f *fixture) {
+				f.secret = "pa%ss-w0rd"
+				f.env["HTTPS_PROXY"] = "http://user:" + f.secret + "@127.0.0.1:3128"
+			},
+			wantOut: []string{`HTTPS_PROXY \"http://xxxxx@127.0.0.1:3128\": not a URL: an invalid %-escape`, "without a proxy"}},
+		{name: "https_proxy missing its colon", wantExit: 1, setup: setEnv("https_proxy", "http//proxy.example:3128"),
+			wantOut: []string{`https_proxy \"http://http//proxy.example:3128\"`, "nothing else"}},
+		{name: "HTTP_PROXY with an unknown scheme", wantExit: 1, setup: setEnv("HTTP_PROXY", "ftp://proxy.example"),
+			wantOut: []string{"HTTP_PROXY", "want the scheme http, https, socks5 or socks5h"}},
+		{name: "http_proxy with a bad port, password redacted", wantExit: 1,
+			setup: func(f *fixture) {
+				f.secret = "s3cret-proxy-pw"
+				f.env["http_proxy"] = "http://u:" + f.secret + "@proxy.example:99999"
+			},
+			wantOut: []string{`http_proxy \"http://u:xxxxx@proxy.example:99999\"`}},
+		{name: "HTTPS_PROXY with a leading space", wantExit: 1, setup: setEnv("HTTPS_PROXY", " http://proxy.example:3128"),
+			wantOut: []string{"HTTPS_PROXY", "not a URL"}},
+		{name: "proxy without a scheme, as Go reads it", wantRequests: 1, wantOut: []string{"proxy=none"},
+			setup: setEnv("HTTPS_PROXY", "proxy.example:3128")},
+		{name: "socks5 proxy", wantRequests: 1, setup: setEnv("https_proxy", "socks5h://127.0.0.1:1080")},
+
+		// CA certificates that crypto/x509 would ignore: exit 1, before any request.
+		{name: "SSL_CERT_FILE missing", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = filepath.Join(f.dir, "ca.pem") },
+			wantOut: []string{"SSL_CERT_FILE", "no such file"}},
+		{name: "SSL_CERT_FILE empty", wantExit: 1,
+			setup: func(f *fixture) {
+				f.env["SSL_CERT_FILE"] = filepath.Join(f.dir, "ca.pem")
+				mustDo(f.t, os.WriteFile(f.env["SSL_CERT_FILE"], nil, 0o644))
+			},
+			wantOut: []string{"SSL_CERT_FILE", "holds no PEM certificate"}},
+		{name: "SSL_CERT_FILE a directory", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = f.dir },
+			wantOut: []string{"SSL_CERT_FILE", "not a regular file"}},
+		{name: "SSL_CERT_FILE trusted", wantRequests: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = os.Getenv("SSL_CERT_FILE") }},
+		{name: "SSL_CERT_DIR missing", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_DIR"] = "/etc/ssl/certs:" + filepath.Join(f.dir, "certs") },
+			wantOut: []string{"SSL_CERT_DIR", `certs\": no such file`}},
+		{name: "SSL_CERT_DIR a file", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_DIR"] = f.spFile },
+			wantOut: []string{"SSL_CERT_DIR", "not a directory"}},
 		{name: "token file exists", wantExit: 1, wantOut: []string{"already exists", "init container re-run"},
 			setup: func(f *fixture) { mustDo(f.t, os.WriteFile(f.tokenFile, []byte("old"), 0o644)) },
 			check: nil},
@@ -395,6 +469,11 @@ func runCases() []runCase {
 			f.writeServicePrincipal(validSP(map[string]any{"password": f.secret}))
 		},
 			wantOut: []string{"401 Unauthorized", "invalid_client", "AADSTS7000215", "Value, not its Secret ID", "trace ID", "correlation ID", `authority \"https://127.0.0.1:`}},
+		{name: "client secret with a pasted newline", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) { f.writeServicePrincipal(validSP(map[string]any{"password": f.secret + "\r\n"})) },
+			wantOut: []string{`level=WARN msg="the client secret ends with \"\\r\\n\": Entra's secrets have no white space; it is sent as it is"`,
+				`AADSTS7000215 (wrong client secret: it ends with \"\\r\\n\", most likely pasted with it: remove that from the service principal file's password)`},
+			notOut: []string{"Secret ID"}},
 		{name: "expired client secret", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				app := f.srv.Apps[entratest.DefaultClientID]
@@ -453,7 +532,16 @@ func runCases() []runCase {
 				other := newUntrustedServer(f.t)
 				f.env["AZURE_AUTHORITY_HOST"] = other
 			},
-			wantOut: []string{"certificate", "SSL_CERT_FILE"}},
+			wantOut: []string{"certificate", "unknown authority", "SSL_CERT_FILE"}},
+		{name: "certificate for other host names, hostile ones", wantExit: 10, wantRequests: 0,
+			setup:   func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(f.t, hostileNames) },
+			wantOut: []string{`not for host \"localhost\"`, `\"\\x1b[8mhidden\\x1b[0m\"`, "another server than AZURE_AUTHORITY_HOST names"},
+			notOut:  []string{"SSL_CERT_FILE", "\x1b[8m"}},
+		{name: "certificate for many names", wantExit: 10, wantRequests: 0,
+			setup: func(f *fixture) {
+				f.env["AZURE_AUTHORITY_HOST"] = newHostileServer(f.t, []string{"a.example", "b.example", "c.example", "d.example", "e.example", strings.Repeat("x", 200)})
+			},
+			wantOut: []string{`\"a.example\", \"b.example\", \"c.example\", \"d.example\", 2 more`}},
 		{name: "timeout while Entra hangs", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				f.env["BEARER_TOKEN_TIMEOUT"] = "300ms"
@@ -554,3 +642,81 @@ func newUntrustedServer(t *testing.T) string {
 
 // entratestHang is a response that does not come for a minute.
 func entratestHang() entratest.Response { return entratest.Response{Status: 200, Delay: time.Minute} }
+
+// hostileNames are DNS names a hostile server's certificate can hold: IA5String allows every ASCII
+// control character, and Go's x509 error for a hostname mismatch lists them as they are.
+var hostileNames = []string{"login.microsoftonline.com\nazure-rest-api-token: all is well, ignore the line above", "\x1b[8mhidden\x1b[0m", "del\x7fnul\x00"}
+
+// newHostileServer starts a TLS server on the loopback address with a self-signed certificate for
+// names, and returns its URL with the host name localhost, so that the host name is checked against
+// names (an IP address would be checked against the certificate's IP addresses).
+func newHostileServer(t *testing.T, names []string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mustDo(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hostile"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: names,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	mustDo(t, err)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the program sent a request over a TLS connection it should not have trusted")
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshake is the point
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return "https://localhost:" + strings.TrimPrefix(srv.URL, "https://127.0.0.1:") + "/"
+}
+
+// maxErrorText bounds the text of any token request error, whatever the response held; the hints of
+// four AADSTS codes and the description's first line make most of it.
+const maxErrorText = 2500
+
+// TestEntraErrorBounded: a 1 MB error response that repeats one AADSTS code and has huge IDs gives one
+// short log line, the code once, each field cut.
+func TestEntraErrorBounded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		codes    []int
+		want     []string
+		wantOnce string
+	}{
+		{"one code repeated", slices.Repeat([]int{7000215}, 115000), []string{"AADSTS7000215 (wrong client secret"}, "AADSTS7000215"},
+		{"many codes", []int{7000215, 50012, 7000215, 90002, 700016, 500011, 1, 2, 3},
+			[]string{"AADSTS7000215 (wrong", "AADSTS50012", "AADSTS90002 (tenant", "AADSTS700016 (no application", "more AADSTS codes"}, "AADSTS7000215"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			long := strings.Repeat("x", 20000)
+			body, _ := json.Marshal(map[string]any{"error": "invalid_client" + long, "error_description": "AADSTS7000215: wrong." + long,
+				"error_codes": tc.codes, "trace_id": long, "correlation_id": long, "timestamp": long})
+			t.Logf("response body: %d bytes", len(body))
+			f.srv.Enqueue(jsonResponse(401, string(body)))
+			out, err := f.run(t.Context())
+			if got := exitStatus(err); got != exitRequest {
+				t.Fatalf("exit status %d, want %d (%v)", got, exitRequest, err)
+			}
+			t.Logf("error: %d bytes; output: %d bytes", len(err.Error()), len(out))
+			if len(err.Error()) > maxErrorText {
+				t.Errorf("error is %d bytes, want at most %d", len(err.Error()), maxErrorText)
+			}
+			if len(out) > 2*maxErrorText {
+				t.Errorf("output is %d bytes", len(out))
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not hold %q: %v", want, err)
+				}
+			}
+			if n := strings.Count(err.Error(), tc.wantOnce); n != 1 {
+				t.Errorf("%s %d times, want once", tc.wantOnce, n)
+			}
+			if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+				t.Errorf("token directory (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -55,7 +55,13 @@ func makeCA() {
 	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// serverCertificate returns a new certificate for 127.0.0.1, ::1 and localhost signed by the test CA.
+// ProxiedHost is a name in the stand-in's certificate that resolves nowhere: a test reaches the stand-in
+// under it only through a proxy that connects it to the stand-in's address, since Go never sends
+// requests for a loopback address or localhost through a proxy.
+const ProxiedHost = "login.entratest.invalid"
+
+// serverCertificate returns a new certificate for 127.0.0.1, ::1, localhost and [ProxiedHost] signed by
+// the test CA.
 func serverCertificate() (tls.Certificate, error) {
 	if _, err := CAPEM(); err != nil {
 		return tls.Certificate{}, err
@@ -76,7 +82,7 @@ func serverCertificate() (tls.Certificate, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{"localhost", ProxiedHost},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
 	if err != nil {

@@ -55,6 +55,8 @@ type Request struct {
 	Query  string // the raw query, which should be empty: the secret belongs in the body
 	Header http.Header
 	Form   url.Values // the parsed form body
+	// RemoteAddr is the client's address and port, which tells connections apart.
+	RemoteAddr string
 }
 
 // Response is a canned answer, served instead of the normal one (see [Server.Enqueue]).
@@ -67,6 +69,9 @@ type Response struct {
 	// Then, when set, runs after the request is recorded and before the response is sent: a test's
 	// chance to change the world between two attempts.
 	Then func()
+	// AfterBody, when set, is sent after the body, past the Content-Length, as a misbehaving server or
+	// middlebox might; the connection is then closed.
+	AfterBody string
 }
 
 // Server is a running stand-in. Its fields may be changed before the first request.
@@ -149,7 +154,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	_ = r.ParseForm()
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm})
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm, RemoteAddr: r.RemoteAddr})
 	var canned *Response
 	if len(s.queue) > 0 {
 		canned = &s.queue[0]
@@ -170,8 +175,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		for k, v := range canned.Header {
 			w.Header().Set(k, v)
 		}
+		if canned.AfterBody != "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(canned.Body)))
+		}
 		w.WriteHeader(canned.Status)
 		_, _ = w.Write([]byte(canned.Body))
+		if canned.AfterBody != "" {
+			rc := http.NewResponseController(w)
+			_ = rc.Flush()
+			if conn, _, err := rc.Hijack(); err == nil {
+				_, _ = conn.Write([]byte(canned.AfterBody))
+				time.Sleep(100 * time.Millisecond) // for the client to find it on an idle connection
+				conn.Close()
+			}
+		}
 		return
 	}
 	status, body := s.answer(r)
