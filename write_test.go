@@ -154,7 +154,7 @@ func TestPublishAfterCancel(t *testing.T) {
 	target := filepath.Join(dir, "token")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := writeTokenFile(ctx, target, 0o644, "x.y.z"); err == nil {
+	if err := writeTokenFile(ctx, target, 0o644, "x.y.z", false); err == nil {
 		t.Error("publish after cancel succeeded")
 	}
 	entries, _ := os.ReadDir(dir)
