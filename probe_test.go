@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,12 +20,19 @@ import (
 // audience that is valid for more than the margin, and never make a termination message.
 func TestCheck(t *testing.T) {
 	t.Parallel()
-	in := func(d time.Duration) int64 { return time.Now().Add(d).Unix() }
+	// in is an "exp" claim d from when the file is written: the table is built long before.
+	type in time.Duration
 	write := func(content string) func(t *testing.T, path string) {
 		return func(t *testing.T, path string) { mustDo(t, os.WriteFile(path, []byte(content), 0o644)) }
 	}
 	token := func(claims map[string]any) func(t *testing.T, path string) {
-		return func(t *testing.T, path string) { write(tokenFor(t, claims))(t, path) }
+		return func(t *testing.T, path string) {
+			if d, ok := claims["exp"].(in); ok {
+				claims = maps.Clone(claims)
+				claims["exp"] = time.Now().Add(time.Duration(d)).Unix()
+			}
+			write(tokenFor(t, claims))(t, path)
+		}
 	}
 	for _, tc := range []struct {
 		name     string
@@ -50,7 +58,7 @@ func TestCheck(t *testing.T) {
 		{name: "a directory", file: func(t *testing.T, path string) { mustDo(t, os.Mkdir(path, 0o755)) }, wantExit: 3, wantOut: "not a regular file"},
 		{name: "a FIFO, not blocking", file: func(t *testing.T, path string) { mustDo(t, syscall.Mkfifo(path, 0o644)) }, wantExit: 3, wantOut: "not a regular file"},
 		{name: "not a JWT", file: write("opaque-token-value"), wantExit: 3, wantOut: "not a signed JWT"},
-		{name: "a trailing newline", file: func(t *testing.T, path string) { write(tokenFor(t, nil) + "\n")(t, path) }, wantExit: 3, wantOut: "white space"},
+		{name: "a trailing newline", file: func(t *testing.T, path string) { write(tokenFor(t, nil)+"\n")(t, path) }, wantExit: 3, wantOut: "white space"},
 		{name: "larger than 1 MiB", file: write(strings.Repeat("A", 1<<20+1)), wantExit: 3, wantOut: "larger than"},
 		{name: "wrong audience", file: token(map[string]any{"aud": "https://management.azure.com/"}), wantExit: 3,
 			wantOut: `the token's audience (aud) is "https://management.azure.com/", want "https://prometheus.monitor.azure.com"`},

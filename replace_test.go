@@ -102,7 +102,9 @@ func TestRefreshTakesOver(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &logBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"azure-rest-api-token"}, func(k string) string { return f.env[k] }, out) }()
+	go func() {
+		done <- run(ctx, []string{"azure-rest-api-token"}, func(k string) string { return f.env[k] }, out)
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "keeping the access token fresh") {
 		select {
