@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
 
@@ -143,5 +145,34 @@ func TestCheckDocumented(t *testing.T) {
 	}
 	if !bytes.Contains(readme, []byte("| 3 | `-check`")) {
 		t.Errorf("README.md does not document exit status 3")
+	}
+}
+
+// TestReadmeSidecarExample: the README's Long-running pods example is deploy/sidecar-deployment.yaml,
+// byte for byte, and its probes run -check.
+func TestReadmeSidecarExample(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile("deploy/sidecar-deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Long-running pods\n")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no YAML block under \"## Long-running pods\"")
+	}
+	if diff := cmp.Diff(string(file), block); diff != "" {
+		t.Errorf("README.md's sidecar example differs from deploy/sidecar-deployment.yaml (-file +README):\n%s", diff)
+	}
+	for _, want := range []string{"restartPolicy: Always", "startupProbe:", "livenessProbe:", "command: [/ko-app/azure-rest-api-token, -check]",
+		"medium: Memory", `value: "true"`, "readOnlyRootFilesystem: true", "drop: [ALL]", "type: RuntimeDefault", "image: densify/azure-rest-api-token:"} {
+		if !strings.Contains(string(file), want) {
+			t.Errorf("deploy/sidecar-deployment.yaml does not hold %q", want)
+		}
 	}
 }
