@@ -203,14 +203,19 @@ func stopped(ctx context.Context, log *slog.Logger, tok issued) error {
 }
 
 // expired returns the error of refresh mode when the token tok has expired without a renewal: the
-// last renewal's failure, or, if none was tried, that renewals could not come soon enough.
+// last renewal's failure; or, if none was tried, that the renewal due at next came too late, because
+// the floor put it after expiry, or because the program did not run in time.
 func expired(cfg config, tok issued, next time.Time, lastErr error) error {
-	if lastErr != nil {
+	switch {
+	case lastErr != nil:
 		return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s and could not be renewed: %w",
 			cfg.tokenFile, timestamp(tok.expiry), lastErr))
+	case !next.Before(tok.expiry):
+		return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s, %s after it was received, before its renewal was due at %s (renewals are at least %s apart): check the node's clock (NTP) and the token lifetime",
+			cfg.tokenFile, timestamp(tok.expiry), tok.expiry.Sub(tok.received).Round(time.Second), timestamp(next), refreshPolicy.floor))
 	}
-	return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s, %s after it was received, before its renewal was due at %s (renewals are at least %s apart): check the node's clock (NTP) and the token lifetime",
-		cfg.tokenFile, timestamp(tok.expiry), tok.expiry.Sub(tok.received).Round(time.Second), timestamp(next), refreshPolicy.floor))
+	return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s before it was renewed: the renewal due at %s did not run in time (was the process stopped, or the node overloaded?)",
+		cfg.tokenFile, timestamp(tok.expiry), timestamp(next)))
 }
 
 // timestamp formats t for the log, in UTC to the second, as the one-shot logs "expires".

@@ -25,8 +25,9 @@ import (
 // request (the race detector, a busy machine) costs no simulated time. Pause holds every wait until
 // Resume.
 type fakeClock struct {
-	pace   time.Duration
-	onWait func(n int) // called as the loop starts its n-th wait
+	pace      time.Duration
+	onWait    func(n int)   // called as the loop starts its n-th wait
+	overshoot time.Duration // waits end this much late, as in a process stopped for a while
 
 	mu    sync.Mutex
 	now   time.Time
@@ -44,7 +45,7 @@ func (c *fakeClock) Now() time.Time {
 
 func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 	c.mu.Lock()
-	end := c.now.Add(d)
+	end := c.now.Add(d + c.overshoot)
 	c.waits++
 	n := c.waits
 	c.mu.Unlock()
@@ -432,21 +433,25 @@ func TestRefreshFailures(t *testing.T) {
 func TestRefreshExpires(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name     string
-		lifetime time.Duration
-		refuse   bool // the stand-in stops accepting the secret after the first token
-		wantOut  []string
+		name      string
+		lifetime  time.Duration
+		refuse    bool          // the stand-in stops accepting the secret after the first token
+		overshoot time.Duration // of the clock's waits
+		wantOut   []string
 	}{
-		{"renewals refused until expiry", time.Hour, true,
+		{"renewals refused until expiry", time.Hour, true, 0,
 			[]string{"expired at", "could not be renewed", "AADSTS7000215"}},
-		{"token shorter than the floor between renewals", 10 * time.Second, false,
+		{"token shorter than the floor between renewals", 10 * time.Second, false, 0,
 			[]string{"expired at", "before its renewal was due", "check the node's clock"}},
+		{"the process did not run until after expiry", time.Hour, false, 45 * time.Minute,
+			[]string{"expired at", "did not run in time"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
 			f.srv.TokenLifetime = tc.lifetime
 			clk := newFakeClock()
+			clk.overshoot = tc.overshoot
 			clk.Pause()
 			l := startLoop(t, f, clk, &logBuffer{})
 			l.started()
