@@ -115,7 +115,8 @@
 //
 // Exit statuses:
 //
-//	0   the token was obtained, checked and written
+//	0   the token was obtained, checked and written (refresh mode: and it was then stopped by SIGTERM
+//	    or SIGINT); -check: the token file passed
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
 //	    or a credential file (service principal, certificate, federated token) cannot be read
 //	2   the service principal file or the certificate is not valid
