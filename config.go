@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ type config struct {
 	fileMode  fs.FileMode // BEARER_TOKEN_FILE_MODE, permission bits only
 	authority *url.URL    // AZURE_AUTHORITY_HOST, https, path ending in "/"
 	timeout   time.Duration
+	refresh   bool // BEARER_TOKEN_REFRESH: keep the token fresh (refresh.go) instead of exiting
+	replace   bool // a regular file at tokenFile is replaced: BEARER_TOKEN_FILE_REPLACE, or refresh
 }
 
 // loadConfig reads and checks the environment variables through getenv, but for those of the credential
@@ -92,6 +95,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	errs = append(errs, checkProxies(getenv)...)
 	errs = append(errs, checkTrustedCAs(getenv)...)
+	c.refresh = boolVar(getenv, "BEARER_TOKEN_REFRESH", &errs)
+	c.replace = boolVar(getenv, "BEARER_TOKEN_FILE_REPLACE", &errs)
+	if c.refresh && getenv("BEARER_TOKEN_FILE_REPLACE") == "false" {
+		errs = append(errs, errors.New("BEARER_TOKEN_FILE_REPLACE is \"false\" but BEARER_TOKEN_REFRESH is \"true\": refresh mode replaces the file at every renewal; unset BEARER_TOKEN_FILE_REPLACE"))
+	}
+	c.replace = c.replace || c.refresh
 	if len(errs) == 0 {
 		return c, nil
 	}
@@ -100,6 +109,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 		msgs[i] = err.Error()
 	}
 	return c, withExit(exitConfig, errors.New(strings.Join(msgs, "; ")))
+}
+
+// boolVar returns whether the variable name is "true"; "false" and "" are false, and anything else is
+// appended to errs.
+func boolVar(getenv func(string) string, name string, errs *[]error) bool {
+	switch v := getenv(name); v {
+	case "true":
+		return true
+	case "", "false":
+		return false
+	default:
+		*errs = append(*errs, fmt.Errorf("%s %q: want \"true\" or \"false\"", name, v))
+		return false
+	}
 }
 
 // checkResource rejects a resource Entra's v1 endpoint cannot take: a v2 scope ("…/.default"), or a
@@ -155,17 +178,39 @@ func parseAuthorityHost(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// checkNoTokenFile returns an error with exit status 1 if anything exists at path, even a dangling
-// symbolic link: the program never replaces a token file.
-func checkNoTokenFile(path string) error {
-	_, err := os.Lstat(path)
+// checkExistingTokenFile returns an error with exit status 1 if anything exists at path, even a
+// dangling symbolic link; but with replace (BEARER_TOKEN_FILE_REPLACE, refresh mode) a regular file is
+// fine, since it will be replaced. A directory is named as such: BEARER_TOKEN_FILE names the file itself.
+func checkExistingTokenFile(path string, replace bool) error {
+	info, err := os.Lstat(path)
 	switch {
-	case err == nil:
-		return withExit(exitConfig, fmt.Errorf("token file %q already exists: an init container re-run on an emptyDir that survived it is the usual cause; the main container can use that token, or delete it first", path))
-	case !errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
 		return withExit(exitConfig, fmt.Errorf("checking token file %q: %w", path, pathErr(err)))
+	case info.IsDir():
+		return withExit(exitConfig, fmt.Errorf("token file %q already exists as a directory: BEARER_TOKEN_FILE names the token file inside a directory, such as %q", path, filepath.Join(path, "token")))
+	case replace && info.Mode().IsRegular():
+		return nil
+	case replace:
+		return withExit(exitConfig, fmt.Errorf("token file %q already exists as a %s: only a regular file is replaced", path, fileKind(info.Mode())))
 	}
-	return nil
+	return withExit(exitConfig, fmt.Errorf("token file %q already exists: an init container re-run on an emptyDir that survived it (its pod sandbox was re-created) is the usual cause, and the pod cannot start while this fails: delete the pod, set BEARER_TOKEN_FILE_REPLACE=true to replace the file, or run the program as a sidecar with BEARER_TOKEN_REFRESH=true", path))
+}
+
+// fileKind names the type of a file that is neither regular nor a directory, for messages.
+func fileKind(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case mode&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case mode&fs.ModeSocket != 0:
+		return "socket"
+	case mode&fs.ModeDevice != 0:
+		return "device"
+	}
+	return fmt.Sprintf("special file (%s)", mode.Type())
 }
 
 // proxyVariables are the proxy settings net/http reads (golang.org/x/net/http/httpproxy.FromEnvironment),

@@ -2,13 +2,15 @@
 // principal (the client credentials grant), checks that the token is for the requested Azure resource,
 // and writes it to a file. It is meant to run as a Kubernetes init container that leaves the token on an
 // emptyDir volume for the pod's main container, which sends it as "Authorization: Bearer <token>" to an
-// Azure REST API such as Azure Monitor managed Prometheus.
+// Azure REST API such as Azure Monitor managed Prometheus. With BEARER_TOKEN_REFRESH=true it is instead a
+// native sidecar that keeps the file fresh for pods that outlive a token.
 //
 // Usage:
 //
-//	azure-rest-api-token [-version | -help]
+//	azure-rest-api-token [-check | -version | -help]
 //
-// All configuration comes from the environment.
+// All configuration comes from the environment. -check checks the token file, for an exec probe (see
+// below); -version prints the version; -help prints this manual.
 //
 // The credential is one of:
 //
@@ -42,8 +44,9 @@
 //	AZURE_RESOURCE           the resource the token is for (App ID URI or application ID), sent to
 //	                         Entra exactly as given, e.g. https://prometheus.monitor.azure.com.
 //	                         A v2 scope ending in "/.default" is refused.
-//	BEARER_TOKEN_FILE        path of the token file to write. Nothing may exist at that path yet:
-//	                         not a file, directory or symbolic link.
+//	BEARER_TOKEN_FILE        path of the token file to write, in an existing directory. Nothing may
+//	                         exist at that path yet: not a file, directory or symbolic link; with
+//	                         BEARER_TOKEN_FILE_REPLACE or BEARER_TOKEN_REFRESH, a regular file is replaced.
 //
 // Optional:
 //
@@ -54,7 +57,14 @@
 //	BEARER_TOKEN_FILE_MODE   octal permission bits of the token file (default 0644, like Kubernetes'
 //	                         Secret volumes, so that a main container running as another user can read it).
 //	BEARER_TOKEN_TIMEOUT     deadline for the whole run, a Go duration (default 2m), whatever it waits
-//	                         on, a hung file system included.
+//	                         on, a hung file system included; in refresh mode, for the first token and
+//	                         for each renewal.
+//	BEARER_TOKEN_REFRESH     "true": refresh mode, below; "false" or unset: get one token and exit.
+//	BEARER_TOKEN_FILE_REPLACE  "true": replace a regular file at BEARER_TOKEN_FILE, atomically, instead
+//	                         of failing (for an init container re-run on a surviving emptyDir); "false"
+//	                         or unset: fail if anything is there. Refresh mode always replaces.
+//	BEARER_TOKEN_MIN_VALIDITY  for -check: how long the token must still be valid, a Go duration
+//	                         (default 5m).
 //	LOG_FORMAT               "text" (default) or "json": the log/slog handler used for standard output.
 //	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them: upper case first, else
 //	                         https_proxy, no_proxy; a value without a scheme means http://; loopback
@@ -83,11 +93,35 @@
 //
 // The token file holds exactly the access token, with no trailing newline, with mode BEARER_TOKEN_FILE_MODE
 // whatever the umask. It appears whole or not at all: the token is written to a temporary file in the same
-// directory and then linked to its final name. On Linux that file has no name until then (O_TMPFILE), so
-// that even a killed run leaves no copy of the token; file systems without O_TMPFILE get a named one.
-// Before any request the program publishes an empty probe file the same way, so that a file system
-// without hard links (vfat, exFAT, some FUSE mounts) fails the run at once. A failed or interrupted run
-// leaves no file behind.
+// directory, flushed to disk, and then linked to its final name, which fails if anything is there; or,
+// with BEARER_TOKEN_FILE_REPLACE or in refresh mode, renamed over it (rename(2): a reader finds the old
+// token or the new, never a missing, empty or partial file). On Linux the temporary file has no name
+// until then (O_TMPFILE), so that even a killed run leaves no copy of the token; file systems without
+// O_TMPFILE get a named one. Before any request the program publishes an empty probe file the same way,
+// so that a file system without hard links (vfat, exFAT, some FUSE mounts) fails the run at once. A
+// failed or interrupted run leaves no file behind.
+//
+// Refresh mode (BEARER_TOKEN_REFRESH=true), for a Kubernetes native sidecar (an init container with
+// restartPolicy: Always): the first token is obtained, checked and written as above, with the same
+// messages and exit statuses, a regular file at the path replaced. The program then stays, and renews
+// the token at about half its remaining lifetime, as measured from when it was received (±10% at random,
+// so that pods started together do not renew in step), at the latest 5 minutes before it expires, and
+// never sooner than 30 seconds after the last one. Every renewal reads the credential files again (a
+// Secret or projected token rotated by the kubelet is used at once) and sends one request; the new token
+// replaces the file by rename. A renewal that fails for any reason, 400 and 401 included, leaves the
+// current token in the file and is retried after 10 seconds, doubling up to 5 minutes, each wait up to
+// 10% shorter at random, and never sooner than a Retry-After. Each renewal is one log line with the new
+// expiry and the next renewal; each failure one line with the reason and when the current token expires.
+// When the current token expires without a renewal the program exits with status 10. SIGTERM and SIGINT
+// make it exit 0 at once, even during a request or a wait, leaving the token file in place; before the
+// first token is written they stop it as they stop a one-shot run.
+//
+// -check, for exec probes (startupProbe, livenessProbe, readinessProbe): reads BEARER_TOKEN_FILE,
+// AZURE_RESOURCE or BEARER_TOKEN_AUDIENCE, and BEARER_TOKEN_MIN_VALIDITY, and the token file, never the
+// network or a credential. It exits 0 if the file is a regular file holding one JWT whose "aud" is the
+// audience (the rule above) and whose "exp" is more than BEARER_TOKEN_MIN_VALIDITY away; otherwise it
+// prints one line saying why (missing, empty, not a JWT, wrong audience, expires in …) and exits 3, or
+// 1 for a configuration error. It writes no termination message.
 //
 // The log goes to standard output, one line per event; nothing goes to standard error. The secret and
 // the token are never logged. On failure the reason is also written to /dev/termination-log when that
@@ -96,12 +130,16 @@
 //
 // Exit statuses:
 //
-//	0   the token was obtained, checked and written
+//	0   the token was obtained, checked and written (refresh mode: and it was then stopped by SIGTERM
+//	    or SIGINT); -check: the token file passed
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
 //	    or a credential file (service principal, certificate, federated token) cannot be read, or a
 //	    file system call did not return before the deadline or a signal (a hung FUSE or network mount)
 //	2   the service principal file or the certificate is not valid
-//	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out
+//	3   -check: the token file is missing, not a regular file, empty, not a JWT, for another audience,
+//	    or expires within BEARER_TOKEN_MIN_VALIDITY
+//	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out; in
+//	    refresh mode also: the current token expired without a renewal
 //	11  writing the token file failed
 //	12  the token was rejected by the checks
 package main
@@ -149,7 +187,7 @@ const (
 	exitTokenInvalid = 12
 )
 
-const synopsis = "usage: azure-rest-api-token [-version | -help]"
+const synopsis = "usage: azure-rest-api-token [-check | -version | -help]"
 
 // terminationLog is where Kubernetes reads a container's termination message by default
 // (https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/).
@@ -163,19 +201,24 @@ func main() {
 	err := run(ctx, os.Args, os.Getenv, os.Stdout)
 	stop()
 	if err != nil {
-		writeTerminationMessage(terminationLog, err)
+		if _, probe := errors.AsType[*checkFailure](err); !probe {
+			writeTerminationMessage(terminationLog, err)
+		}
 		os.Exit(exitStatus(err))
 	}
 }
 
 // run is the whole program: args are the command line (args[0] is the program name), getenv the only
-// source of configuration, stdout where the manual, the version or the log goes. It returns nil when the
-// token file was written, and otherwise an error whose exit status [exitStatus] finds, after logging it.
+// source of configuration, stdout where the manual, the version, -check's line or the log goes. It
+// returns nil when the token file was written (in refresh mode: when it stopped on ctx's end after
+// that), or when -check passed; and otherwise an error whose exit status [exitStatus] finds, after
+// logging it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("azure-rest-api-token", flag.ContinueOnError)
 	flags.SetOutput(stdout)
 	flags.Usage = func() {} // -help prints the manual below; an error, only the synopsis
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	check := flags.Bool("check", false, "check the token file, for an exec probe, and exit")
 	if err := flags.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, manual())
@@ -192,6 +235,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if *showVersion {
 		fmt.Fprintln(stdout, "azure-rest-api-token", programVersion())
 		return nil
+	}
+	if *check {
+		return runCheck(getenv, stdout, time.Now())
 	}
 
 	out := &closableWriter{w: stdout}

@@ -20,35 +20,63 @@ import (
 )
 
 // getToken does the job, in the order that fails fastest and never sends a request that cannot succeed:
-// check the environment, that no token file exists, and the credential; make sure the token file can be
-// created; request the token; check it; publish the file (see [oneShot]). BEARER_TOKEN_TIMEOUT ends it
-// whatever it waits on, a hung file system included ([untilDone]). Its errors carry their exit status.
+// check the environment, that no token file exists (or, with replace, only a regular file), and the
+// credential; make sure the token file can be created; request the token; check it; publish the file
+// (see [firstToken]). In refresh mode it then keeps the file fresh (see [keepFresh]). Its errors carry
+// their exit status.
 func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
-	defer cancel()
-	return untilDone(ctx, func() error { return oneShot(ctx, cfg, getenv, log) })
+	if cfg.refresh {
+		return keepFresh(ctx, cfg, getenv, log, systemClock{})
+	}
+	_, err = firstToken(ctx, cfg, getenv, log, time.Now)
+	return err
 }
 
-// oneShot is [getToken] once the environment is known, within its deadline: check that no token file
-// exists, and the credential; make sure the token file can be created; request the token; check it;
-// publish the file.
-func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger) error {
-	if err := checkNoTokenFile(cfg.tokenFile); err != nil {
+// issued is a token that was checked and published: its claims, and when it was received by now's
+// clock, from which its renewal is scheduled.
+type issued struct {
+	tokenClaims
+	received time.Time
+}
+
+// firstToken is the one-shot run after [loadConfig], the start of refresh mode too: [oneShot] within
+// BEARER_TOKEN_TIMEOUT, which ends it whatever it waits on, a hung file system included ([untilDone]).
+// It returns the token it published, or an error carrying the exit status. now is the clock the
+// token's expiry is checked against.
+func firstToken(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, now func() time.Time) (issued, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
+	defer cancel()
+	result := make(chan issued, 1) // read only once the job has returned: no race with an abandoned one
+	err := untilDone(ctx, func() error {
+		tok, err := oneShot(ctx, cfg, getenv, log, now)
+		result <- tok
 		return err
-	}
-	id, cred, err := loadCredential(getenv, time.Now())
+	})
 	if err != nil {
-		return err
+		return issued{}, err
+	}
+	return <-result, nil
+}
+
+// oneShot is [firstToken] within its deadline: check what is at the token file's path, and the
+// credential; make sure the token file can be created; request the token; check it; publish the file.
+func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, now func() time.Time) (issued, error) {
+	if err := checkExistingTokenFile(cfg.tokenFile, cfg.replace); err != nil {
+		return issued{}, err
+	}
+	id, cred, err := loadCredential(getenv, now())
+	if err != nil {
+		return issued{}, err
 	}
 	if err := context.Cause(ctx); err != nil { // stopped while the credential was read: touch nothing
-		return withExit(exitConfig, fmt.Errorf("stopped: %w", err))
+		return issued{}, withExit(exitConfig, fmt.Errorf("stopped: %w", err))
 	}
-	if err := checkTokenDir(cfg.tokenFile, false); err != nil {
-		return withExit(exitWrite, err)
+	if err := checkTokenDir(cfg.tokenFile, cfg.replace); err != nil {
+		return issued{}, withExit(exitWrite, err)
 	}
 
 	if cs, ok := cred.(*clientSecret); ok && cs.surroundingSpace() != "" {
@@ -66,19 +94,20 @@ func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *s
 		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
 			err = x.explainRefusal(err)
 		}
-		return withExit(exitRequest, err)
+		return issued{}, withExit(exitRequest, err)
 	}
-	claims, err := checkToken(resp, cfg.audience, time.Now())
+	received := now()
+	claims, err := checkToken(resp, cfg.audience, received)
 	if err != nil {
-		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
+		return issued{}, withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
 	}
-	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, false); err != nil {
-		return withExit(exitWrite, err)
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, cfg.replace); err != nil {
+		return issued{}, withExit(exitWrite, err)
 	}
 	log.Info("wrote access token", slices.Concat(who, []any{"resource", cfg.resource,
 		"audience", claims.matchedAudience, "expires", claims.expiry.UTC().Format(time.RFC3339),
 		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode)})...)
-	return nil
+	return issued{tokenClaims: claims, received: received}, nil
 }
 
 // tokenRequest returns the token endpoint for cred and a function that makes the form of each attempt.

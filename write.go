@@ -16,8 +16,10 @@ import (
 //
 //   - by link(2) (replace false, the default): the file appears whole, and never replaces another;
 //     link fails if anything is at the path, such as another run's token file;
-//   - by rename(2) over the path (replace true): a reader of the path finds the old file or the new
-//     one, whole, and never nothing.
+//   - by rename(2) over the path (replace true: refresh mode, BEARER_TOKEN_FILE_REPLACE): a reader of
+//     the path finds the old file or the new one, whole, and never nothing. A plain rename, not
+//     Kubernetes' "..data" symbolic link swap: readers that watch the file with inotify (fsnotify) see
+//     a rename but can miss a swapped link.
 //
 // Either way the token is first written to a temporary file in the same directory, chmod-ed (the umask
 // plays no part) and flushed to disk. On Linux that file has no name at all (O_TMPFILE) until it is

@@ -6,7 +6,9 @@
 // "appid", "ver" 1.0, "iat", "nbf" and "exp", in a v1 response whose numbers are JSON strings. It refuses
 // what Entra refuses with Entra's error bodies: an unknown tenant (AADSTS90002), client (AADSTS700016)
 // or resource (AADSTS500011), a wrong client secret (AADSTS7000215), an expired one (AADSTS7000222).
-// Tests can queue other responses ([Server.Enqueue]) to play a throttling, failing or misbehaving Entra.
+// Tests can queue other responses ([Server.Enqueue]) to play a throttling, failing or misbehaving Entra,
+// change the registrations while it serves ([Server.Change]), such as a rotated client secret, and give
+// it a clock of their own ([Server.Now]) with tokens of any lifetime ([Server.TokenLifetime]).
 package entratest
 
 import (
@@ -57,6 +59,7 @@ type Request struct {
 	Form   url.Values // the parsed form body
 	// RemoteAddr is the client's address and port, which tells connections apart.
 	RemoteAddr string
+	Time       time.Time // when it was received, by the server's clock
 }
 
 // Response is a canned answer, served instead of the normal one (see [Server.Enqueue]).
@@ -74,7 +77,8 @@ type Response struct {
 	AfterBody string
 }
 
-// Server is a running stand-in. Its fields may be changed before the first request.
+// Server is a running stand-in. Its fields may be changed before the first request, and later only
+// within [Server.Change].
 type Server struct {
 	// URL is the authority host to give the program: https://127.0.0.1:port/.
 	URL string
@@ -85,10 +89,15 @@ type Server struct {
 	Apps map[string]App
 	// Audiences maps each known resource to the "aud" of the tokens issued for it.
 	Audiences map[string]string
-	// TokenLifetime is how long issued tokens are valid, from now; negative for expired tokens.
+	// TokenLifetime is how long issued tokens are valid, from now; negative for expired tokens. As
+	// Entra does, tokens have "iat" and "nbf" 5 minutes before now.
 	TokenLifetime time.Duration
+	// Now is the server's clock, for the tokens it issues and the assertions it checks; nil means
+	// time.Now. A test with a simulated clock sets it to that clock's.
+	Now func() time.Time
 
 	srv      *httptest.Server
+	config   sync.RWMutex // held for writing by Change, for reading while a request is answered
 	mu       sync.Mutex
 	requests []Request
 	queue    []Response
@@ -143,6 +152,22 @@ func (s *Server) Enqueue(rs ...Response) {
 	s.queue = append(s.queue, rs...)
 }
 
+// Change runs f, which may change the server's fields (a rotated secret, another token lifetime),
+// while no request is being answered.
+func (s *Server) Change(f func()) {
+	s.config.Lock()
+	defer s.config.Unlock()
+	f()
+}
+
+// now returns the time by the server's clock.
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
 // Requests returns a copy of the requests received so far, in order.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -154,7 +179,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	_ = r.ParseForm()
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm, RemoteAddr: r.RemoteAddr})
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm, RemoteAddr: r.RemoteAddr, Time: s.now()})
 	var canned *Response
 	if len(s.queue) > 0 {
 		canned = &s.queue[0]
@@ -191,7 +216,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	s.config.RLock()
 	status, body := s.answer(r)
+	s.config.RUnlock()
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.WriteHeader(status)
@@ -214,7 +241,7 @@ func refuse(status int, code string, aadsts int, format string, args ...any) *re
 // {tenant}/oauth2/token with a resource and a client secret, and the v2 endpoint
 // {tenant}/oauth2/v2.0/token with a scope and a client secret or a client assertion.
 func (s *Server) answer(r *http.Request) (int, []byte) {
-	now := time.Now()
+	now := s.now()
 	app, resource, v2, ref := s.authenticate(r, now)
 	if ref != nil {
 		return ref.status, ErrorBody(ref.status, ref.code, ref.aadsts, ref.desc)
@@ -233,7 +260,7 @@ func (s *Server) answer(r *http.Request) (int, []byte) {
 			"ext_expires_in": int(s.TokenLifetime / time.Second), "access_token": token})
 		return http.StatusOK, b
 	}
-	return http.StatusOK, TokenBody(token, "Bearer", resource, exp)
+	return http.StatusOK, tokenBody(token, "Bearer", resource, now, exp)
 }
 
 // authenticate checks r as Entra does and returns the app, the resource asked for and whether the v2
@@ -307,7 +334,10 @@ func (s *Server) checkSecret(app App, form url.Values) *refusal {
 
 // TokenBody returns a v1 token response as Entra sends it: every number a JSON string.
 func TokenBody(token, tokenType, resource string, exp time.Time) []byte {
-	now := time.Now()
+	return tokenBody(token, tokenType, resource, time.Now(), exp)
+}
+
+func tokenBody(token, tokenType, resource string, now, exp time.Time) []byte {
 	lifetime := strconv.FormatInt(int64(exp.Sub(now)/time.Second), 10)
 	b, _ := json.Marshal(map[string]string{
 		"token_type": tokenType, "expires_in": lifetime, "ext_expires_in": lifetime,

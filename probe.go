@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"time"
+)
+
+// -check is the exec probe a distroless image needs (it has no shell): it reads the environment it
+// needs and one small file, never the network or a credential, and says in one line whether the
+// token file holds a token a reader can use for a while yet.
+
+// defaultMinValidity is how long the token must still be valid for -check to pass, unless
+// BEARER_TOKEN_MIN_VALIDITY says otherwise: the margin refresh mode renews within, so that a liveness
+// probe fails only when renewals have failed for long enough for the token to be about to expire.
+const defaultMinValidity = 5 * time.Minute
+
+// exitCheckFailed is -check's exit status when the token file fails the check.
+const exitCheckFailed = 3
+
+// checkFailure is an error of -check. main writes no termination message for it: a probe that runs
+// every few seconds is not the container's main process, and its failures while the sidecar starts
+// would stand as the reason for a later, unrelated exit.
+type checkFailure struct{ err error }
+
+func (e *checkFailure) Error() string { return e.err.Error() }
+func (e *checkFailure) Unwrap() error { return e.err }
+
+// runCheck is -check: it prints one line to stdout, saying why the token file at BEARER_TOKEN_FILE
+// fails the check, or until when its token is valid. It returns nil if the file is a regular file
+// holding one JWT whose "aud" is BEARER_TOKEN_AUDIENCE (else AZURE_RESOURCE), by the rule the token
+// was checked with before it was written, and whose "exp" is more than BEARER_TOKEN_MIN_VALIDITY
+// (default 5 minutes) after now; otherwise a [checkFailure] with exit status 1 for the environment
+// and 3 for the file.
+func runCheck(getenv func(string) string, stdout io.Writer, now time.Time) error {
+	msg, err := checkTokenFileAt(getenv, now)
+	if err != nil {
+		fmt.Fprintln(stdout, "azure-rest-api-token -check:", err)
+		return &checkFailure{err}
+	}
+	fmt.Fprintln(stdout, "azure-rest-api-token -check:", msg)
+	return nil
+}
+
+// checkTokenFileAt does the work of [runCheck] and returns its line on success.
+func checkTokenFileAt(getenv func(string) string, now time.Time) (string, error) {
+	path, audience := getenv("BEARER_TOKEN_FILE"), getenv("BEARER_TOKEN_AUDIENCE")
+	if audience == "" {
+		audience = getenv("AZURE_RESOURCE")
+	}
+	minValidity := defaultMinValidity
+	var errs []error
+	if path == "" {
+		errs = append(errs, errors.New("BEARER_TOKEN_FILE is not set"))
+	} else if err := checkPath(path); err != nil {
+		errs = append(errs, fmt.Errorf("BEARER_TOKEN_FILE %q: %w", path, err))
+	}
+	if audience == "" {
+		errs = append(errs, errors.New("AZURE_RESOURCE is not set (nor BEARER_TOKEN_AUDIENCE)"))
+	}
+	if s := getenv("BEARER_TOKEN_MIN_VALIDITY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("BEARER_TOKEN_MIN_VALIDITY %q: want a Go duration such as 5m or 90s", s))
+		}
+		minValidity = d
+	}
+	if len(errs) > 0 {
+		return "", withExit(exitConfig, oneLine(errs))
+	}
+
+	data, err := readCredentialFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q does not exist", path))
+	case err != nil:
+		return "", withExit(exitCheckFailed, fmt.Errorf("reading token file %q: %w", path, err))
+	case len(data) == 0:
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q is empty", path))
+	}
+	auds, exp, err := parseTokenClaims(string(data))
+	if err != nil {
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: %w", path, err))
+	}
+	i := slices.IndexFunc(auds, func(a string) bool { return sameAudience(a, audience) })
+	switch {
+	case i < 0:
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: %w", path, audienceError(auds, audience)))
+	case exp.IsZero():
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: the token has no \"exp\" claim", path))
+	case !exp.After(now):
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: the token expired %s ago, at %s",
+			path, now.Sub(exp).Round(time.Second), timestamp(exp)))
+	case exp.Sub(now) <= minValidity:
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: the token expires in %s, at %s: not more than BEARER_TOKEN_MIN_VALIDITY (%s)",
+			path, exp.Sub(now).Round(time.Second), timestamp(exp), minValidity))
+	}
+	return fmt.Sprintf("token file %q holds a token for %q valid until %s, for %s", path, auds[i], timestamp(exp), exp.Sub(now).Round(time.Second)), nil
+}
+
+// oneLine joins errs with "; ", as [loadConfig] does.
+func oneLine(errs []error) error {
+	msg := ""
+	for i, err := range errs {
+		if i > 0 {
+			msg += "; "
+		}
+		msg += err.Error()
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Refresh mode (BEARER_TOKEN_REFRESH=true) keeps the token file fresh for a pod that outlives a token,
+// as a Kubernetes native sidecar. The shape is Vault Agent's and client-go's: one rule decides when to
+// act ([renewalPolicy], pure functions of durations, tested as tables); the loop ([keepFresh]) only
+// waits on one timer and acts; the file is replaced atomically ([publishRename]); and a failed renewal
+// keeps the last good token in place while it is valid.
+
+// renewalPolicy says when to renew a token and when to retry a failed renewal.
+type renewalPolicy struct {
+	// floor is the shortest wait before a renewal, so that a short-lived token, or one whose "exp"
+	// looks near because the node's clock is ahead, cannot make a request storm.
+	floor time.Duration
+	// margin: renew at the latest this long before "exp", so that a -check with its default
+	// BEARER_TOKEN_MIN_VALIDITY (the same 5 minutes) never fails while renewals succeed.
+	margin time.Duration
+	// jitter is the fraction by which waits vary at random, so that pods started together (a
+	// rollout, a node restart) do not renew in step: a renewal convoy earns chronic 429s.
+	jitter float64
+	// retryBase is the wait after the first failed renewal, doubling with each further failure up to
+	// retryMax: the backoff Vault Agent's lifetime watcher uses.
+	retryBase, retryMax time.Duration
+}
+
+// refreshPolicy is the policy of refresh mode. Renewing at half the remaining lifetime is what MSAL
+// and Microsoft's guidance do (an Entra token lives 60 to 90 minutes, so this renews 30 to 45 minutes
+// ahead, leaving time for many retries); azcore also refreshes at least 5 minutes before expiry and no
+// more than every 30 seconds.
+var refreshPolicy = renewalPolicy{
+	floor:     30 * time.Second,
+	margin:    5 * time.Minute,
+	jitter:    0.1,
+	retryBase: 10 * time.Second,
+	retryMax:  5 * time.Minute,
+}
+
+// renewAfter returns how long after receiving a token that is valid for lifetime (its "exp" less the
+// time it was received, by this machine's clock: not from "iat", which Entra backdates by 5 minutes)
+// to renew it: half the lifetime, varied by ±jitter; but at the latest margin before expiry, varied
+// down by up to jitter; and never sooner than floor, even when that is after expiry (the token then
+// expires, and the loop says so). r is a random number in [0, 1).
+func (p renewalPolicy) renewAfter(lifetime time.Duration, r float64) time.Duration {
+	d := scale(lifetime/2, 1+p.jitter*(2*r-1))
+	if latest := lifetime - p.margin; d > latest {
+		d = scale(latest, 1-p.jitter*r)
+	}
+	return max(d, p.floor)
+}
+
+// retryAfter returns how long to wait after the failures-th failed renewal in a row (1, 2, …):
+// retryBase doubled for each failure before it, at most retryMax, shortened at random by up to jitter;
+// but at least serverWait, a Retry-After the server sent (zero for none). r is a random number in
+// [0, 1).
+func (p renewalPolicy) retryAfter(failures int, serverWait time.Duration, r float64) time.Duration {
+	d := p.retryBase
+	for i := 1; i < failures && d < p.retryMax; i++ {
+		d *= 2
+	}
+	d = scale(min(d, p.retryMax), 1-p.jitter*r)
+	return max(d, serverWait)
+}
+
+// scale returns d times f.
+func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+
+// clock is the loop's time: the system's in production, a simulated one in tests, where hours of
+// token lifetimes pass in milliseconds.
+type clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed, and a function that stops it.
+	After(d time.Duration) (<-chan time.Time, func() bool)
+}
+
+// systemClock is the real clock.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) After(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
+}
+
+// keepFresh is refresh mode: it publishes the first token as the one-shot does ([firstToken]: same
+// checks, messages and exit statuses, a regular file at the path replaced), then renews it as
+// [refreshPolicy] says, re-reading the credential every time (the kubelet updates a mounted Secret and
+// rotates a projected service account token in place), and replaces the file with each new token. A
+// failed renewal is logged, with when the current token expires, and retried; the file keeps the
+// current token. Between renewals it waits on one timer.
+//
+// It returns nil when ctx is done after the first token was published (SIGTERM, SIGINT), leaving the
+// file in place for a main container that may still be finishing; and an error with exit status 10
+// once the current token has expired without a renewal. It never returns while that token is valid.
+func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, clk clock) error {
+	tok, err := firstToken(ctx, cfg, getenv, log, clk.Now)
+	if err != nil {
+		return err
+	}
+	next := tok.received.Add(refreshPolicy.renewAfter(tok.expiry.Sub(tok.received), rand.Float64()))
+	log.Info("keeping the access token fresh", "expires", timestamp(tok.expiry), "next_renewal", timestamp(next))
+	failures := 0
+	var lastErr error
+	for {
+		wake := next
+		if tok.expiry.Before(wake) {
+			wake = tok.expiry
+		}
+		if !sleep(ctx, clk, wake.Sub(clk.Now())) {
+			return stopped(ctx, log, tok)
+		}
+		if now := clk.Now(); !now.Before(tok.expiry) {
+			return expired(cfg, tok, next, lastErr)
+		} else if now.Before(next) {
+			continue
+		}
+		fresh, err := renewWithin(ctx, cfg, getenv, clk)
+		if ctx.Err() != nil {
+			return stopped(ctx, log, tok)
+		}
+		if err != nil {
+			failures++
+			lastErr = err
+			var serverWait time.Duration
+			if r, ok := errors.AsType[*retryable](err); ok {
+				serverWait = r.retryAfter
+			}
+			next = clk.Now().Add(refreshPolicy.retryAfter(failures, serverWait, rand.Float64()))
+			log.Warn("renewing access token failed; the token file keeps the current token", "error", err.Error(),
+				"failures", failures, "retry_at", timestamp(next), "token_expires", timestamp(tok.expiry))
+			continue
+		}
+		tok, failures, lastErr = fresh, 0, nil
+		next = tok.received.Add(refreshPolicy.renewAfter(tok.expiry.Sub(tok.received), rand.Float64()))
+		log.Info("renewed access token", "expires", timestamp(tok.expiry), "next_renewal", timestamp(next))
+	}
+}
+
+// renewWithin is [renew] within BEARER_TOKEN_TIMEOUT, which ends it whatever it waits on ([untilDone]):
+// a credential read that hangs (a hung network or FUSE mount) fails the renewal, to be retried, and
+// cannot keep the loop from noticing that the token expired.
+func renewWithin(ctx context.Context, cfg config, getenv func(string) string, clk clock) (issued, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
+	defer cancel()
+	result := make(chan issued, 1) // read only once the job has returned: no race with an abandoned one
+	err := untilDone(ctx, func() error {
+		tok, err := renew(ctx, cfg, getenv, clk)
+		result <- tok
+		return err
+	})
+	if err != nil {
+		return issued{}, err
+	}
+	return <-result, nil
+}
+
+// renew makes one renewal attempt: it reads the credential again, sends one token request, checks the
+// token and replaces the token file with it. Its errors read as the one-shot's do.
+func renew(ctx context.Context, cfg config, getenv func(string) string, clk clock) (issued, error) {
+	id, cred, err := loadCredential(getenv, clk.Now())
+	if err != nil {
+		return issued{}, err
+	}
+	endpoint, form := tokenRequest(cfg, id, cred)
+	values, err := form()
+	if err != nil {
+		return issued{}, err
+	}
+	// A client per attempt, its connection closed after: nothing stays open between renewals.
+	client := newHTTPClient()
+	defer client.CloseIdleConnections()
+	resp, err := postForm(ctx, client, endpoint, values)
+	if err != nil {
+		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
+			err = x.explainRefusal(err)
+		}
+		return issued{}, err
+	}
+	received := clk.Now()
+	claims, err := checkToken(resp, cfg.audience, received)
+	if err != nil {
+		return issued{}, fmt.Errorf("checking the access token: %w", err)
+	}
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, true); err != nil {
+		return issued{}, err
+	}
+	return issued{tokenClaims: claims, received: received}, nil
+}
+
+// sleep waits d on clk and reports whether it did, false when ctx was done first.
+func sleep(ctx context.Context, clk clock, d time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if d <= 0 {
+		return true
+	}
+	c, stop := clk.After(d)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-c:
+		return true
+	}
+}
+
+// stopped logs why refresh mode stops at ctx's end and returns nil: exit status 0, the file left in
+// place.
+func stopped(ctx context.Context, log *slog.Logger, tok issued) error {
+	log.Info("stopping; the token file stays in place", "cause", context.Cause(ctx).Error(), "expires", timestamp(tok.expiry))
+	return nil
+}
+
+// expired returns the error of refresh mode when the token tok has expired without a renewal: the
+// last renewal's failure; or, if none was tried, that the renewal due at next came too late, because
+// the floor put it after expiry, or because the program did not run in time.
+func expired(cfg config, tok issued, next time.Time, lastErr error) error {
+	switch {
+	case lastErr != nil:
+		return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s and could not be renewed: %w",
+			cfg.tokenFile, timestamp(tok.expiry), lastErr))
+	case !next.Before(tok.expiry):
+		return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s, %s after it was received, before its renewal was due at %s (renewals are at least %s apart): check the node's clock (NTP) and the token lifetime",
+			cfg.tokenFile, timestamp(tok.expiry), tok.expiry.Sub(tok.received).Round(time.Second), timestamp(next), refreshPolicy.floor))
+	}
+	return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s before it was renewed: the renewal due at %s did not run in time (was the process stopped, or the node overloaded?)",
+		cfg.tokenFile, timestamp(tok.expiry), timestamp(next)))
+}
+
+// timestamp formats t for the log, in UTC to the second, as the one-shot logs "expires".
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
