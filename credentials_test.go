@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -447,10 +448,19 @@ jEuK7OKbOhK5sZVTxQc7lg==
 // ends. It returns a function that waits until an open is blocked on the lease. It skips where leases
 // cannot be taken.
 func holdLease(t *testing.T, path string) (waitBlocked func()) {
+	waitBlocked, _ = holdReleasableLease(t, path)
+	return waitBlocked
+}
+
+// holdReleasableLease is [holdLease], and also returns a function that lets go of the lease before the
+// test ends: the file system answers again.
+func holdReleasableLease(t *testing.T, path string) (waitBlocked, release func()) {
 	t.Helper()
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	mustDo(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
+	var once sync.Once
+	release = func() { once.Do(func() { syscall.Close(fd) }) }
+	t.Cleanup(release)
 	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_SETLEASE, syscall.F_WRLCK); errno != 0 {
 		t.Skipf("cannot take a lease on %q: %v", path, errno)
 	}
@@ -464,7 +474,7 @@ func holdLease(t *testing.T, path string) (waitBlocked func()) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		t.Errorf("nothing opened %q for 30 s", path)
-	}
+	}, release
 }
 
 // TestBlockedCredential: a credential file whose open never returns (a hung FUSE or network file; here a

@@ -493,6 +493,42 @@ func TestRefreshExpires(t *testing.T) {
 	}
 }
 
+// TestRefreshStuckRenewal: a renewal whose credential read hangs (a hung FUSE or network file; here a
+// file lease, see [holdReleasableLease]) ends after BEARER_TOKEN_TIMEOUT as a failed renewal, logged and
+// retried, with the current token left in place; once the file answers again the next renewal succeeds.
+func TestRefreshStuckRenewal(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.env["BEARER_TOKEN_TIMEOUT"] = "2s" // the first token too, on a loaded machine
+	clk := newFakeClock()
+	clk.Pause()
+	l := startLoop(t, f, clk, &logBuffer{})
+	l.started()
+	first := f.readToken()
+	waitBlocked, release := holdReleasableLease(t, f.spFile)
+	clk.Resume()
+	waitBlocked()
+	l.waitFor("failed renewal", func() bool { _, failed := l.log.counts(); return failed >= 1 })
+	if got := f.readToken(); got != first {
+		t.Error("the token file changed while the renewal hung")
+	}
+	release()
+	l.renewals(1)
+	if _, err := l.stop(); err != nil {
+		t.Errorf("refresh mode stopped with %v, want nil", err)
+	}
+	out := l.log.String()
+	t.Logf("log:\n%s", out)
+	for _, want := range []string{"BEARER_TOKEN_TIMEOUT (2s) ran out", "did not return", "token_expires="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log does not hold %q", want)
+		}
+	}
+	if f.readToken() == first {
+		t.Error("the token file still holds the first token after the recovery")
+	}
+}
+
 // TestRefreshRotation rotates the credential between renewals, as the kubelet does: a Secret volume's
 // "..data" switched to a new directory with a new client secret that the stand-in now requires, or a
 // new projected service account token. The next renewal uses it, and succeeds.
