@@ -104,11 +104,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if len(errs) == 0 {
 		return c, nil
 	}
-	msgs := make([]string, len(errs))
-	for i, err := range errs {
-		msgs[i] = err.Error()
-	}
-	return c, withExit(exitConfig, errors.New(strings.Join(msgs, "; ")))
+	return c, withExit(exitConfig, oneLine(errs))
 }
 
 // boolVar returns whether the variable name is "true"; "false" and "" are false, and anything else is

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -38,7 +39,7 @@ func (e *checkFailure) Unwrap() error { return e.err }
 func runCheck(getenv func(string) string, stdout io.Writer, now time.Time) error {
 	msg, err := checkTokenFileAt(getenv, now)
 	if err != nil {
-		fmt.Fprintln(stdout, "azure-rest-api-token -check:", err)
+		fmt.Fprintln(stdout, "azure-rest-api-token -check:", escapeControl(err.Error())) // the file's content may be anyone's
 		return &checkFailure{err}
 	}
 	fmt.Fprintln(stdout, "azure-rest-api-token -check:", msg)
@@ -101,14 +102,11 @@ func checkTokenFileAt(getenv func(string) string, now time.Time) (string, error)
 	return fmt.Sprintf("token file %q holds a token for %q valid until %s, for %s", path, auds[i], timestamp(exp), exp.Sub(now).Round(time.Second)), nil
 }
 
-// oneLine joins errs with "; ", as [loadConfig] does.
+// oneLine joins errs' texts with "; " into one error, for a message that names every problem at once.
 func oneLine(errs []error) error {
-	msg := ""
+	msgs := make([]string, len(errs))
 	for i, err := range errs {
-		if i > 0 {
-			msg += "; "
-		}
-		msg += err.Error()
+		msgs[i] = err.Error()
 	}
-	return errors.New(msg)
+	return errors.New(strings.Join(msgs, "; "))
 }
