@@ -180,10 +180,11 @@ var (
 )
 
 // Exit statuses, documented in the package comment and in README.md. They match the shell script this
-// program replaces.
+// program replaces, but for 3, which -check added.
 const (
 	exitConfig       = 1
 	exitCredential   = 2
+	exitCheckFailed  = 3 // -check only: the token file fails the check
 	exitRequest      = 10
 	exitWrite        = 11
 	exitTokenInvalid = 12

