@@ -33,9 +33,10 @@ type config struct {
 }
 
 // loadConfig reads and checks the environment variables through getenv, but for those of the credential
-// (see [loadCredential]), without touching the network, and of the file system reading only the CA
-// certificates that SSL_CERT_FILE and SSL_CERT_DIR name. Its error names every variable that is wrong,
-// in one message, and carries exit status 1.
+// (see [loadCredential]) and SSL_CERT_FILE and SSL_CERT_DIR (see [checkTrustedCAs]), without touching
+// the network or the file system: it runs before BEARER_TOKEN_TIMEOUT is known, so nothing here may
+// wait on a hung mount. Its error names every variable that is wrong, in one message, and carries exit
+// status 1.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		resource:  getenv("AZURE_RESOURCE"),
@@ -94,7 +95,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.timeout = d
 	}
 	errs = append(errs, checkProxies(getenv)...)
-	errs = append(errs, checkTrustedCAs(getenv)...)
 	c.refresh = boolVar(getenv, "BEARER_TOKEN_REFRESH", &errs)
 	c.replace = boolVar(getenv, "BEARER_TOKEN_FILE_REPLACE", &errs)
 	if c.refresh && getenv("BEARER_TOKEN_FILE_REPLACE") == "false" {
@@ -278,12 +278,14 @@ func redactUserinfo(s string) string {
 // about 220 KB.
 const maxCABundle = 16 << 20
 
-// checkTrustedCAs returns an error if SSL_CERT_FILE is set but is not a readable file holding a PEM
-// certificate, or if SSL_CERT_DIR is set but one of its directories (":"-separated) is missing or not
-// a directory. crypto/x509 ignores both then, and the run would fail later with advice to set what
-// is already set. On Linux crypto/x509 reads SSL_CERT_FILE in place of the system's bundle file but
-// still every file in /etc/ssl/certs (or in SSL_CERT_DIR, when set): SSL_CERT_FILE adds CAs.
-func checkTrustedCAs(getenv func(string) string) []error {
+// checkTrustedCAs returns an error with exit status 1 if SSL_CERT_FILE is set but is not a readable
+// file holding a PEM certificate, or if SSL_CERT_DIR is set but one of its directories (":"-separated)
+// is missing or not a directory; nil if both are fine. crypto/x509 ignores both then, and the run would
+// fail later with advice to set what is already set. It reads files, so it runs within
+// BEARER_TOKEN_TIMEOUT ([oneShot]), not in [loadConfig]. On Linux crypto/x509 reads SSL_CERT_FILE in
+// place of the system's bundle file but still every file in /etc/ssl/certs (or in SSL_CERT_DIR, when
+// set): SSL_CERT_FILE adds CAs.
+func checkTrustedCAs(getenv func(string) string) error {
 	var errs []error
 	if file := getenv("SSL_CERT_FILE"); file != "" {
 		data, err := readRegularFile(file, maxCABundle, fmt.Errorf("larger than %d bytes", maxCABundle))
@@ -306,5 +308,8 @@ func checkTrustedCAs(getenv func(string) string) []error {
 			}
 		}
 	}
-	return errs
+	if len(errs) > 0 {
+		return withExit(exitConfig, oneLine(errs))
+	}
+	return nil
 }

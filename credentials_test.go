@@ -477,10 +477,10 @@ func holdReleasableLease(t *testing.T, path string) (waitBlocked, release func()
 	}, release
 }
 
-// TestBlockedCredential: a credential file whose open never returns (a hung FUSE or network file; here a
-// file lease, see [holdLease]) does not outlive BEARER_TOKEN_TIMEOUT or a signal: the run ends with
-// exit status 1, saying why, sends nothing and leaves nothing behind, not even later, when the file
-// answers.
+// TestBlockedCredential: a credential file, or the CA file checked at start, whose open never returns (a
+// hung FUSE or network file; here a file lease, see [holdLease]) does not outlive BEARER_TOKEN_TIMEOUT
+// or a signal: the run ends with exit status 1, saying why, sends nothing and leaves nothing behind,
+// not even later, when the file answers.
 func TestBlockedCredential(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -495,6 +495,12 @@ func TestBlockedCredential(t *testing.T) {
 		{"federated token, deadline", func(f *fixture) string {
 			f.useWorkloadIdentity(nil)
 			return f.env["AZURE_FEDERATED_TOKEN_FILE"]
+		}, "300ms", "BEARER_TOKEN_TIMEOUT (300ms) ran out", 0},
+		{"SSL_CERT_FILE, deadline", func(f *fixture) string {
+			ca := filepath.Join(f.dir, "ca.pem")
+			mustDo(f.t, os.WriteFile(ca, must(entratest.CAPEM()), 0o644))
+			f.env["SSL_CERT_FILE"] = ca
+			return ca
 		}, "300ms", "BEARER_TOKEN_TIMEOUT (300ms) ran out", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -62,9 +62,13 @@ func firstToken(ctx context.Context, cfg config, getenv func(string) string, log
 	return <-result, nil
 }
 
-// oneShot is [firstToken] within its deadline: check what is at the token file's path, and the
-// credential; make sure the token file can be created; request the token; check it; publish the file.
+// oneShot is [firstToken] within its deadline: check the CA files, what is at the token file's path,
+// and the credential; make sure the token file can be created; request the token; check it; publish
+// the file.
 func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, now func() time.Time) (issued, error) {
+	if err := checkTrustedCAs(getenv); err != nil {
+		return issued{}, err
+	}
 	if err := checkExistingTokenFile(cfg.tokenFile, cfg.replace); err != nil {
 		return issued{}, err
 	}
