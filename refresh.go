@@ -98,8 +98,10 @@ func (systemClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 // current token. Between renewals it waits on one timer.
 //
 // It returns nil when ctx is done after the first token was published (SIGTERM, SIGINT), leaving the
-// file in place for a main container that may still be finishing; and an error with exit status 10
-// once the current token has expired without a renewal. It never returns while that token is valid.
+// file in place for a main container that may still be finishing, but [renewWithin]'s error wrapping
+// errStuck (exit status 1) when a renewal was stuck in a file system call then; and an error with exit
+// status 10 once the current token has expired without a renewal. It never returns while that token is
+// valid.
 func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, clk clock) error {
 	tok, err := firstToken(ctx, cfg, getenv, log, clk.Now)
 	if err != nil {
@@ -124,6 +126,9 @@ func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log 
 		}
 		fresh, err := renewWithin(ctx, cfg, getenv, clk)
 		if ctx.Err() != nil {
+			if errors.Is(err, errStuck) { // what run's untilDone says at the same moment: exit status 1
+				return err
+			}
 			return stopped(ctx, log, tok)
 		}
 		if err != nil {

@@ -662,6 +662,37 @@ func TestRefreshStop(t *testing.T) {
 	}
 }
 
+// TestRefreshStopStuck cancels refresh mode, as SIGTERM does, while a renewal hangs opening the
+// credential (a file lease, see [holdReleasableLease]): as the manual says, it returns at once with exit
+// status 1 and says why, the current token left in the file. It must not also log a clean stop: run's
+// own untilDone gives up on it at the same moment with that error, and the log would then say both.
+func TestRefreshStopStuck(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	clk := newFakeClock()
+	clk.Pause()
+	l := startLoop(t, f, clk, &logBuffer{})
+	l.started()
+	first := f.readToken()
+	waitBlocked, _ := holdReleasableLease(t, f.spFile)
+	clk.Resume()
+	waitBlocked()
+	took, err := l.stop()
+	t.Logf("returned %v after cancellation: %v; log:\n%s", took, err, l.log.String())
+	if got := exitStatus(err); got != exitConfig || !errors.Is(err, errStuck) {
+		t.Errorf("exit status %d (%v), want %d, a file system call that did not return", got, err, exitConfig)
+	}
+	if took > 5*time.Second {
+		t.Errorf("returned %v after cancellation", took)
+	}
+	if strings.Contains(l.log.String(), "stopping; the token file stays in place") {
+		t.Error("the log says it stopped cleanly")
+	}
+	if f.readToken() != first {
+		t.Error("the token file changed")
+	}
+}
+
 // TestRefreshResources renews 120 times and compares goroutines and heap after renewal 20 and after
 // renewal 120: goroutines must not grow, and the heap must stay within 2 MiB (the test's own records
 // of requests grow by a few hundred KiB). It runs alone (not in parallel), so that the counts are
