@@ -96,10 +96,11 @@
 // directory, flushed to disk, and then linked to its final name, which fails if anything is there; or,
 // with BEARER_TOKEN_FILE_REPLACE or in refresh mode, renamed over it (rename(2): a reader finds the old
 // token or the new, never a missing, empty or partial file). On Linux the temporary file has no name
-// until then (O_TMPFILE), so that even a killed run leaves no copy of the token; file systems without
-// O_TMPFILE get a named one. Before any request the program publishes an empty probe file the same way,
-// so that a file system without hard links (vfat, exFAT, some FUSE mounts) fails the run at once. A
-// failed or interrupted run leaves no file behind.
+// until then (O_TMPFILE), so that even a killed run leaves no copy of the token, but for the instant
+// before a rename, which needs a name; file systems without O_TMPFILE get a named one. Before any
+// request the program publishes an empty probe file the same way, so that a file system without hard
+// links (vfat, exFAT, some FUSE mounts) fails the run at once. A failed or interrupted run leaves no
+// file behind.
 //
 // Refresh mode (BEARER_TOKEN_REFRESH=true), for a Kubernetes native sidecar (an init container with
 // restartPolicy: Always): the first token is obtained, checked and written as above, with the same
