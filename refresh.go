@@ -225,14 +225,16 @@ func stopped(ctx context.Context, log *slog.Logger, tok issued) error {
 	return nil
 }
 
-// expired returns the error of refresh mode when the token tok has expired without a renewal: the
-// last renewal's failure; or, if none was tried, that the renewal due at next came too late, because
-// the floor put it after expiry, or because the program did not run in time.
+// expired returns the error of refresh mode, with exit status 10, when the token tok has expired
+// without a renewal: the last renewal's failure; or, if none was tried, that the renewal due at next
+// came too late, because the floor put it after expiry, or because the program did not run in time.
 func expired(cfg config, tok issued, next time.Time, lastErr error) error {
 	switch {
 	case lastErr != nil:
-		return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s and could not be renewed: %w",
-			cfg.tokenFile, timestamp(tok.expiry), lastErr))
+		// Not withExit: lastErr may carry a status of its own (1 for an unreadable credential file, 2
+		// for an invalid one), which would win, and this exit is 10 whatever the renewals' cause.
+		return &exitError{code: exitRequest, err: fmt.Errorf("the access token in %q expired at %s and could not be renewed: %w",
+			cfg.tokenFile, timestamp(tok.expiry), lastErr)}
 	case !next.Before(tok.expiry):
 		return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s, %s after it was received, before its renewal was due at %s (renewals are at least %s apart): check the node's clock (NTP) and the token lifetime",
 			cfg.tokenFile, timestamp(tok.expiry), tok.expiry.Sub(tok.received).Round(time.Second), timestamp(next), refreshPolicy.floor))

@@ -438,13 +438,20 @@ func TestRefreshExpires(t *testing.T) {
 		refuse    bool          // the stand-in stops accepting the secret after the first token
 		overshoot time.Duration // of the clock's waits
 		wantOut   []string
+		breakSP   func(f *fixture) // makes renewals fail before a request, with an error of exit status 1 or 2
 	}{
 		{"renewals refused until expiry", time.Hour, true, 0,
-			[]string{"expired at", "could not be renewed", "AADSTS7000215"}},
+			[]string{"expired at", "could not be renewed", "AADSTS7000215"}, nil},
+		{"service principal file gone until expiry", time.Hour, false, 0,
+			[]string{"expired at", "could not be renewed", "no such file"},
+			func(f *fixture) { mustDo(f.t, os.Remove(f.spFile)) }},
+		{"service principal file invalid until expiry", time.Hour, false, 0,
+			[]string{"expired at", "could not be renewed", "missing or empty attribute"},
+			func(f *fixture) { f.writeServicePrincipalBytes([]byte(`{"appId": "half-written"}`)) }},
 		{"token shorter than the floor between renewals", 10 * time.Second, false, 0,
-			[]string{"expired at", "before its renewal was due", "check the node's clock"}},
+			[]string{"expired at", "before its renewal was due", "check the node's clock"}, nil},
 		{"the process did not run until after expiry", time.Hour, false, 45 * time.Minute,
-			[]string{"expired at", "did not run in time"}},
+			[]string{"expired at", "did not run in time"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -458,6 +465,9 @@ func TestRefreshExpires(t *testing.T) {
 			_, exp, err := parseTokenClaims(f.readToken())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.breakSP != nil {
+				tc.breakSP(f)
 			}
 			if tc.refuse {
 				f.srv.Change(func() {
