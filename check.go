@@ -18,6 +18,14 @@ var tokenAlgorithms = []jose.SignatureAlgorithm{
 	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512,
 }
 
+// maxTokenType is the longest token_type quoted in a message, in bytes: token types are short names
+// (Bearer, PoP, N_A), and a longer value may be the token, from a gateway that swapped the fields.
+const maxTokenType = 16
+
+// maxAudiences is how many "aud" values a message quotes, each cut to 2*maxField bytes: the token is
+// the server's to write.
+const maxAudiences = 4
+
 // tokenClaims is what the checks learned from the access token: the "aud" value that matched the
 // expected audience and the "exp" time.
 type tokenClaims struct {
@@ -38,6 +46,9 @@ type tokenClaims struct {
 // Errors name the claims they quote, never the token.
 func checkToken(resp *tokenResponse, audience string, now time.Time) (tokenClaims, error) {
 	if !strings.EqualFold(resp.TokenType, "Bearer") {
+		if len(resp.TokenType) > maxTokenType { // not a token type's name: maybe the token itself
+			return tokenClaims{}, fmt.Errorf("token_type is a %d-byte value, want \"Bearer\"", len(resp.TokenType))
+		}
 		return tokenClaims{}, fmt.Errorf("token_type is %q, want \"Bearer\"", resp.TokenType)
 	}
 	auds, exp, err := parseTokenClaims(resp.AccessToken)
@@ -101,14 +112,23 @@ func isGUID(s string) bool {
 	return true
 }
 
-// audienceError explains a token whose "aud" values auds do not include want.
+// audienceError explains a token whose "aud" values auds do not include want, quoting at most
+// maxAudiences of them.
 func audienceError(auds []string, want string) error {
 	if len(auds) == 0 {
 		return fmt.Errorf("the token has no \"aud\" claim, want %q", want)
 	}
-	got := fmt.Sprintf("%q", auds[0])
+	quoted := make([]string, 0, maxAudiences+1)
+	for i, a := range auds {
+		if i == maxAudiences {
+			quoted = append(quoted, fmt.Sprintf("and %d more", len(auds)-i))
+			break
+		}
+		quoted = append(quoted, fmt.Sprintf("%q", truncate(a, 2*maxField)))
+	}
+	got := quoted[0]
 	if len(auds) > 1 {
-		got = fmt.Sprintf("%q", auds)
+		got = "[" + strings.Join(quoted, " ") + "]"
 	}
 	msg := fmt.Sprintf("the token's audience (aud) is %s, want %q (AZURE_RESOURCE, or BEARER_TOKEN_AUDIENCE when set)", got, want)
 	if slices.ContainsFunc(auds, isGUID) && !isGUID(want) {

@@ -720,3 +720,48 @@ func TestEntraErrorBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenCheckBounded gets tokens that fail the check with what the server chose in the message: a
+// token_type that is itself the token (a gateway that swapped the fields), and a token whose "aud"
+// holds thousands of long values. The error neither quotes the token nor grows with the response.
+func TestTokenCheckBounded(t *testing.T) {
+	t.Parallel()
+	many := make([]string, 5000)
+	for i := range many {
+		many[i] = fmt.Sprintf("https://%d.%s", i, strings.Repeat("x", 100))
+	}
+	for _, tc := range []struct {
+		name string
+		resp func(t *testing.T) entratest.Response
+		want string
+	}{
+		{"token_type holds the token", func(t *testing.T) entratest.Response {
+			token := tokenFor(t, nil)
+			return okBody(token, token)
+		}, "token_type is"},
+		{"thousands of audiences", func(t *testing.T) entratest.Response {
+			return okBody(tokenForLater(map[string]any{"aud": many}), "Bearer")
+		}, "4996 more"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			f.srv.Enqueue(tc.resp(t))
+			out, err := f.run(t.Context())
+			f.checkNoSecrets(out)
+			if got := exitStatus(err); got != exitTokenInvalid {
+				t.Fatalf("exit status %d, want %d (%.200v)", got, exitTokenInvalid, err)
+			}
+			t.Logf("error: %d bytes; output: %d bytes", len(err.Error()), len(out))
+			if len(err.Error()) > maxErrorText {
+				t.Errorf("error is %d bytes, want at most %d", len(err.Error()), maxErrorText)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error does not hold %q: %.300v", tc.want, err)
+			}
+			if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
+				t.Errorf("token directory (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
