@@ -115,9 +115,9 @@
 // expiry and the next renewal; each failure one line with the reason and when the current token expires.
 // A renewal that has not finished within BEARER_TOKEN_TIMEOUT (a credential file on a hung mount) fails
 // and is retried the same way. When the current token expires without a renewal the program exits with
-// status 10. SIGTERM and SIGINT make it exit 0 at once, even during a request or a wait, leaving the
-// token file in place (but 1 when a file system call it waits on does not return within half a second);
-// before the first token is written they stop it as they stop a one-shot run.
+// status 10. SIGTERM and SIGINT make it exit 0 at once, even during a request, a wait or a renewal that
+// hangs on a file system call, leaving the token file in place; before the first token is written they
+// stop it as they stop a one-shot run.
 //
 // -check, for exec probes (startupProbe, livenessProbe, readinessProbe): reads BEARER_TOKEN_FILE,
 // AZURE_RESOURCE or BEARER_TOKEN_AUDIENCE, and BEARER_TOKEN_MIN_VALIDITY, and the token file, never the

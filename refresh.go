@@ -126,9 +126,6 @@ func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log 
 		}
 		fresh, err := renewWithin(ctx, cfg, getenv, clk)
 		if ctx.Err() != nil {
-			if errors.Is(err, errStuck) { // what run's untilDone says at the same moment: exit status 1
-				return err
-			}
 			return stopped(ctx, log, tok)
 		}
 		if err != nil {
@@ -149,22 +146,36 @@ func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log 
 	}
 }
 
-// renewWithin is [renew] within BEARER_TOKEN_TIMEOUT, which ends it whatever it waits on ([untilDone]):
-// a credential read that hangs (a hung network or FUSE mount) fails the renewal, to be retried, and
-// cannot keep the loop from noticing that the token expired.
+// renewWithin is [renew] within BEARER_TOKEN_TIMEOUT, which ends it whatever it waits on, as
+// [untilDone] does: a credential read that hangs (a hung network or FUSE mount) fails the renewal, to be
+// retried, and cannot keep the loop from noticing that the token expired. When ctx is done (SIGTERM,
+// SIGINT) it returns ctx's cause at once, without waiting for the renewal: the file keeps the current
+// token, and the abandoned renewal publishes nothing ([writeTokenFile] checks its context first).
 func renewWithin(ctx context.Context, cfg config, getenv func(string) string, clk clock) (issued, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
+	rctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
 	defer cancel()
-	result := make(chan issued, 1) // read only once the job has returned: no race with an abandoned one
-	err := untilDone(ctx, func() error {
-		tok, err := renew(ctx, cfg, getenv, clk)
-		result <- tok
-		return err
-	})
-	if err != nil {
-		return issued{}, err
+	type result struct {
+		tok issued
+		err error
 	}
-	return <-result, nil
+	done := make(chan result, 1)
+	go func() {
+		tok, err := renew(rctx, cfg, getenv, clk)
+		done <- result{tok, err}
+	}()
+	select {
+	case r := <-done:
+		return r.tok, r.err
+	case <-ctx.Done():
+		return issued{}, context.Cause(ctx)
+	case <-rctx.Done():
+	}
+	select {
+	case r := <-done:
+		return r.tok, r.err
+	case <-time.After(stopGrace):
+		return issued{}, fmt.Errorf("stopped: %w; %w", context.Cause(rctx), errStuck)
+	}
 }
 
 // renew makes one renewal attempt: it reads the credential again, sends one token request, checks the

@@ -673,9 +673,8 @@ func TestRefreshStop(t *testing.T) {
 }
 
 // TestRefreshStopStuck cancels refresh mode, as SIGTERM does, while a renewal hangs opening the
-// credential (a file lease, see [holdReleasableLease]): as the manual says, it returns at once with exit
-// status 1 and says why, the current token left in the file. It must not also log a clean stop: run's
-// own untilDone gives up on it at the same moment with that error, and the log would then say both.
+// credential (a file lease, see [holdReleasableLease]): it returns nil (exit status 0) at once, as it
+// does during a request or a wait, saying it stopped, with the current token left in the file.
 func TestRefreshStopStuck(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -689,14 +688,17 @@ func TestRefreshStopStuck(t *testing.T) {
 	waitBlocked()
 	took, err := l.stop()
 	t.Logf("returned %v after cancellation: %v; log:\n%s", took, err, l.log.String())
-	if got := exitStatus(err); got != exitConfig || !errors.Is(err, errStuck) {
-		t.Errorf("exit status %d (%v), want %d, a file system call that did not return", got, err, exitConfig)
+	if err != nil {
+		t.Errorf("refresh mode stopped with %v, want nil", err)
 	}
 	if took > 5*time.Second {
 		t.Errorf("returned %v after cancellation", took)
 	}
-	if strings.Contains(l.log.String(), "stopping; the token file stays in place") {
-		t.Error("the log says it stopped cleanly")
+	if !strings.Contains(l.log.String(), "stopping; the token file stays in place") {
+		t.Error("the log does not say it stopped")
+	}
+	if strings.Contains(l.log.String(), "renewing access token failed") {
+		t.Error("the log reports the abandoned renewal as a failure")
 	}
 	if f.readToken() != first {
 		t.Error("the token file changed")
