@@ -135,7 +135,7 @@ func TestBinary(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "azure-rest-api-token")
 	build := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2",
-		"-ldflags", "-s -w -X main.version=v9.8.7 -X main.commit=0123abc", "-o", bin, ".")
+		"-ldflags", "-s -w -X main.version=9.8.7 -X main.commit=0123abc", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -143,7 +143,7 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff("azure-rest-api-token v9.8.7 (commit 0123abc)\n", string(versionOut)); diff != "" {
+	if diff := cmp.Diff("azure-rest-api-token 9.8.7 (commit 0123abc)\n", string(versionOut)); diff != "" {
 		t.Errorf("-version (-want +got):\n%s", diff)
 	}
 
