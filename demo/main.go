@@ -8,7 +8,8 @@
 //
 //	go run ./demo                  # the whole demo, in a temporary directory
 //	go run ./demo -program PATH    # run an already built binary instead of building one
-//	go run ./demo -serve DIR       # only serve: write DIR/ca.pem, DIR/serviceprincipal.json and DIR/env,
+//	go run ./demo -serve DIR [-token-lifetime 90s]
+//	                               # only serve: write DIR/ca.pem, DIR/serviceprincipal.json and DIR/env,
 //	                               # then DIR/ready, and answer token requests until SIGINT or SIGTERM
 //
 // DIR/env is complete: ". DIR/env" exports every variable the program needs to get a token from the
@@ -29,6 +30,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -39,11 +41,12 @@ import (
 func main() {
 	serve := flag.String("serve", "", "only run the Entra stand-in, writing its files to this `directory`")
 	program := flag.String("program", "", "`path` of the azure-rest-api-token binary to run (default: build it)")
+	lifetime := flag.Duration("token-lifetime", 0, "with -serve: issue tokens valid for this `duration` (default: Entra's usual, about an hour)")
 	flag.Parse()
 	var err error
 	if *serve != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = serveOnly(ctx, *serve)
+		err = serveOnly(ctx, *serve, *lifetime)
 		stop()
 	} else {
 		err = demo(*program)
@@ -83,13 +86,17 @@ func setUp(dir string) (*entratest.Server, error) {
 	return srv, nil
 }
 
-// serveOnly runs the stand-in with its files in dir until ctx is done.
-func serveOnly(ctx context.Context, dir string) error {
+// serveOnly runs the stand-in with its files in dir until ctx is done, issuing tokens valid for
+// lifetime (0: the stand-in's default).
+func serveOnly(ctx context.Context, dir string, lifetime time.Duration) error {
 	srv, err := setUp(dir)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if lifetime != 0 {
+		srv.TokenLifetime = lifetime
+	}
 	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return err

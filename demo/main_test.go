@@ -25,7 +25,7 @@ func TestServeEnvFile(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveOnly(ctx, dir) }()
+	go func() { done <- serveOnly(ctx, dir, 0) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

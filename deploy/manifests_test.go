@@ -10,9 +10,10 @@ import (
 	"testing"
 )
 
-// released is an image reference the release publishes: docker.io/densify/azure-rest-api-token with a
-// tag X.Y.Z (no "v", no "latest": see .goreleaser.yaml).
-var released = regexp.MustCompile(`^docker\.io/densify/azure-rest-api-token:[0-9]+\.[0-9]+\.[0-9]+$`)
+// released is an image reference the release publishes: docker.io/densify/azure-rest-api-token (or
+// its short form densify/azure-rest-api-token, as older manifests spell it) with a tag X.Y.Z (no "v",
+// no "latest": see .goreleaser.yaml).
+var released = regexp.MustCompile(`^(docker\.io/)?densify/azure-rest-api-token:[0-9]+\.[0-9]+\.[0-9]+$`)
 
 // TestManifests checks every shipped manifest: strict decoding, Pod Security "restricted" for every pod
 // template, the hardened securityContext on every container, and the image: a released tag with the
@@ -140,9 +141,9 @@ func TestUpstreamDensifyCronJob(t *testing.T) {
 	}
 }
 
-// TestReadme: every YAML block in README.md is marked with the manifest it comes from
-// (<!-- deploy/NAME.yaml --> on the line before the fence) and is a verbatim run of that file's lines,
-// so the README cannot drift from what is shipped and checked.
+// TestReadme: every YAML block in README.md is a verbatim run of lines of a shipped manifest, so the
+// README cannot drift from what is shipped and checked: of the file named by a marker
+// <!-- deploy/NAME.yaml --> on the line before the fence, or else of any of them.
 func TestReadme(t *testing.T) {
 	f, err := os.Open(filepath.Join("..", "README.md"))
 	if err != nil {
@@ -165,15 +166,11 @@ func TestReadme(t *testing.T) {
 			source = ""
 			if m := marker.FindStringSubmatch(prev); m != nil {
 				source = m[1]
-			} else {
-				t.Errorf("README.md:%d: YAML block without a <!-- deploy/NAME.yaml --> marker on the line before", line)
 			}
 		case in && trimmed == "```":
 			in = false
 			blocks++
-			if source != "" {
-				checkExcerpt(t, line, source, block)
-			}
+			checkExcerpt(t, line, source, block)
 		case in:
 			block = append(block, strings.TrimPrefix(text, indent))
 		}
@@ -185,17 +182,26 @@ func TestReadme(t *testing.T) {
 	t.Logf("%d YAML blocks in README.md match their manifests", blocks)
 }
 
+// checkExcerpt reports an error unless block is a run of lines of source (deploy/NAME.yaml), or, with
+// source "", of any shipped manifest.
 func checkExcerpt(t *testing.T, line int, source string, block []string) {
 	t.Helper()
-	data, err := os.ReadFile(strings.TrimPrefix(source, "deploy/"))
-	if err != nil {
-		t.Errorf("README.md:%d: %v", line, err)
-		return
+	files := []string{strings.TrimPrefix(source, "deploy/")}
+	if source == "" {
+		files, _ = Manifests(".")
+		source = "any deploy/*.yaml"
 	}
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-	for i := 0; i+len(block) <= len(lines); i++ {
-		if slices.Equal(lines[i:i+len(block)], block) {
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Errorf("README.md:%d: %v", line, err)
 			return
+		}
+		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		for i := 0; i+len(block) <= len(lines); i++ {
+			if slices.Equal(lines[i:i+len(block)], block) {
+				return
+			}
 		}
 	}
 	t.Errorf("README.md: the YAML block ending at line %d is not a verbatim excerpt of %s", line, source)

@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -29,6 +30,8 @@ func main() {
 	dur := flag.Duration("for", 0, "keep reading this long")
 	every := flag.Duration("every", time.Second, "interval between reads")
 	flag.Parse()
+	// What the container's securityContext gave this process, as the kernel sees it.
+	fmt.Printf("reader: uid=%d gid=%d %s rootfs=%s\n", os.Getuid(), os.Getgid(), status(), rootfs())
 	deadline := time.Now().Add(*dur)
 	seen := map[string]bool{}
 	reads := 0
@@ -49,6 +52,37 @@ func main() {
 		time.Sleep(*every)
 	}
 	fmt.Printf("reader: OK: %d reads, %d distinct tokens, 0 bad\n", reads, len(seen))
+}
+
+// status returns the NoNewPrivs, Seccomp (2: a filter) and CapEff lines of /proc/self/status.
+func status() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "status=" + err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		switch k {
+		case "NoNewPrivs", "Seccomp", "CapEff":
+			out = append(out, k+"="+strings.TrimSpace(v))
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// rootfs returns "read-only" if the root file system refuses a new file, else "writable".
+func rootfs() string {
+	f, err := os.Create("/.reader-probe")
+	if err == nil {
+		f.Close()
+		os.Remove("/.reader-probe")
+		return "writable"
+	}
+	if errors.Is(err, syscall.EROFS) {
+		return "read-only"
+	}
+	return "unknown (" + err.Error() + ")"
 }
 
 // read returns a description of the token at path, or why it is not a usable token for audience.

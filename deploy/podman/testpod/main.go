@@ -130,7 +130,7 @@ func env(c *corev1.Container, name string) string {
 
 func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, authority, ca string, sec secrets) error {
 	if spec.RestartPolicy != corev1.RestartPolicyNever {
-		note("restartPolicy %q -> Never", spec.RestartPolicy)
+		note("restartPolicy %q (empty: Always) -> Never: a reader that has finished is not restarted", spec.RestartPolicy)
 		spec.RestartPolicy = corev1.RestartPolicyNever
 	}
 	spec.HostNetwork = true
@@ -152,12 +152,14 @@ func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, autho
 	// The token container: where it writes, the audience.
 	var tokenFile, audience string
 	var tokenMounts []corev1.VolumeMount
+	tokenContainers := map[string]bool{}
 	for _, list := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for i := range list {
 			c := &list[i]
 			if !isToken(c) {
 				continue
 			}
+			tokenContainers[c.Name] = true
 			note("container %q: image %s -> %s", c.Name, c.Image, image)
 			c.Image = image
 			c.ImagePullPolicy = corev1.PullIfNotPresent
@@ -182,7 +184,7 @@ func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, autho
 	// Every other container reads the token file through its own mount of the same volume.
 	for i := range spec.Containers {
 		c := &spec.Containers[i]
-		if isToken(c) {
+		if tokenContainers[c.Name] {
 			continue
 		}
 		file, err := through(tokenFile, tokenMounts, c.VolumeMounts)
