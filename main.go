@@ -8,9 +8,7 @@
 //
 //	azure-rest-api-token [-version | -help]
 //
-// All configuration comes from the environment. -version prints the version as the image's tag has
-// it, without a "v" (1.2.3 for the release v1.2.3, whose image is
-// docker.io/densify/azure-rest-api-token:1.2.3), and the commit.
+// All configuration comes from the environment.
 //
 // The credential is one of:
 //
@@ -79,6 +77,9 @@
 // The log goes to standard output, one line per event. The secret and the token are never logged. On
 // failure the reason is also written to /dev/termination-log when that file exists and is writable, so
 // that "kubectl describe pod" shows it.
+//
+// -version prints the version as the image's tag has it, without a "v" (1.2.3 for the release v1.2.3,
+// whose image is docker.io/densify/azure-rest-api-token:1.2.3), and the commit.
 //
 // Exit statuses:
 //
