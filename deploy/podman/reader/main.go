@@ -5,10 +5,13 @@
 // that matter and a short hash to tell tokens apart (never the token), and exits 0 only if every
 // read was good.
 //
-//	reader -file PATH -audience AUD [-for DURATION -every DURATION]
+//	reader -file PATH -audience AUD [-wait DURATION] [-for DURATION -every DURATION]
 //
-// With -for, it keeps reading every -every until DURATION has passed (a sidecar's renewals), and
-// reports how many reads and how many distinct tokens it saw.
+// With -wait, it first waits up to DURATION for a valid token to appear: what a native sidecar's
+// startupProbe does for a main container in Kubernetes, and podman 4.3, which runs the sidecar as a
+// regular container beside this one, does not. With -for, it keeps reading every -every until
+// DURATION has passed (a sidecar's renewals), and reports how many reads and how many distinct tokens
+// it saw.
 package main
 
 import (
@@ -29,9 +32,21 @@ func main() {
 	audience := flag.String("audience", "", "expected aud")
 	dur := flag.Duration("for", 0, "keep reading this long")
 	every := flag.Duration("every", time.Second, "interval between reads")
+	wait := flag.Duration("wait", 0, "wait this long for the first valid token")
 	flag.Parse()
 	// What the container's securityContext gave this process, as the kernel sees it.
 	fmt.Printf("reader: uid=%d gid=%d %s rootfs=%s\n", os.Getuid(), os.Getgid(), status(), rootfs())
+	start := time.Now()
+	for *wait > 0 {
+		if _, err := read(*file, *audience); err == nil {
+			fmt.Printf("reader: the first valid token after %v\n", time.Since(start).Round(100*time.Millisecond))
+			break
+		} else if time.Since(start) > *wait {
+			fmt.Printf("reader: no valid token within %v: %v\n", *wait, err)
+			os.Exit(1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	deadline := time.Now().Add(*dur)
 	seen := map[string]bool{}
 	reads := 0
