@@ -131,6 +131,9 @@
 // file exists and is writable, so that "kubectl describe pod" shows it: one line, with control
 // characters escaped (\n, \x1b), since it may quote a server's certificate or a proxy's answer.
 //
+// -version prints the version as the image's tag has it, without a "v" (1.2.3 for the release v1.2.3,
+// whose image is docker.io/densify/azure-rest-api-token:1.2.3), and the commit.
+//
 // Exit statuses:
 //
 //	0   the token was obtained, checked and written (refresh mode: and it was then stopped by SIGTERM
@@ -173,8 +176,8 @@ import (
 // token, or a response body that might hold either; Entra's errors are reduced to their documented fields.
 
 // version and commit identify the build. Release builds set them with
-// -ldflags "-X main.version=v1.2.3 -X main.commit=<git sha>"; otherwise version comes from the module's
-// build information (see [programVersion]).
+// -ldflags "-X main.version=1.2.3 -X main.commit=<full git sha>" (GoReleaser's {{.Version}}, the image
+// tag: no "v"); otherwise version comes from the module's build information (see [programVersion]).
 var (
 	version = ""
 	commit  = ""
@@ -422,11 +425,12 @@ func programVersion() string {
 	return v
 }
 
-// buildInfoVersion returns the main module's version from the binary's build information: the tag for
-// "go install module@version", "(devel)" for a build in a work tree.
+// buildInfoVersion returns the main module's version from the binary's build information without its
+// "v", as release builds and image tags spell it: 1.2.3 for "go install module@v1.2.3"; "(devel)" for
+// a build in a work tree.
 func buildInfoVersion() string {
 	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-		return info.Main.Version
+		return strings.TrimPrefix(info.Main.Version, "v")
 	}
 	return "(devel)"
 }

@@ -162,7 +162,7 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff("azure-rest-api-token v9.8.7 (commit 0123abc)\n", string(versionOut)); diff != "" {
+	if diff := cmp.Diff("azure-rest-api-token 9.8.7 (commit 0123abc)\n", string(versionOut)); diff != "" {
 		t.Errorf("-version (-want +got):\n%s", diff)
 	}
 
@@ -216,7 +216,7 @@ func buildBinary(t *testing.T) string {
 	built.Do(func() {
 		built.path = filepath.Join(testDir, "azure-rest-api-token")
 		build := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2",
-			"-ldflags", "-s -w -X main.version=v9.8.7 -X main.commit=0123abc", "-o", built.path, ".")
+			"-ldflags", "-s -w -X main.version=9.8.7 -X main.commit=0123abc", "-o", built.path, ".")
 		if out, err := build.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -170,7 +170,7 @@ func TestReadmeSidecarExample(t *testing.T) {
 		t.Errorf("README.md's sidecar example differs from deploy/sidecar-deployment.yaml (-file +README):\n%s", diff)
 	}
 	for _, want := range []string{"restartPolicy: Always", "startupProbe:", "livenessProbe:", "command: [/ko-app/azure-rest-api-token, -check]",
-		"medium: Memory", `value: "true"`, "readOnlyRootFilesystem: true", "drop: [ALL]", "type: RuntimeDefault", "image: densify/azure-rest-api-token:"} {
+		"medium: Memory", `value: "true"`, "readOnlyRootFilesystem: true", "drop: [ALL]", "type: RuntimeDefault", "image: docker.io/densify/azure-rest-api-token:"} {
 		if !strings.Contains(string(file), want) {
 			t.Errorf("deploy/sidecar-deployment.yaml does not hold %q", want)
 		}

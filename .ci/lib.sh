@@ -8,7 +8,8 @@
 # Every check prints PASS/FAIL lines and ends with finish: "N passed, N
 # failed", non-zero on any failure. Everything goes to a mktemp directory,
 # $work, removed on exit (KEEP=1 keeps it); background processes started with
-# `pids+=($!)` are stopped on exit.
+# `pids+=($!)` are stopped on exit, after the commands added with `on_exit CMD`
+# (e.g. removing containers) have run.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 here=$repo/.ci/release
@@ -27,13 +28,23 @@ lib_start() {
 	standin=$work/standin # start_standin
 	mkdir -p "$logs" "$bin"
 	pids=()
+	exit_hooks=()
 	export PATH=$bin:$PATH
 	trap lib_cleanup EXIT
 	trap 'exit 130' INT TERM
 }
 
+# on_exit CMD: run CMD (a command or function name, no arguments) on exit,
+# before background processes are stopped and $work is removed.
+on_exit() {
+	exit_hooks+=("$1")
+}
+
 lib_cleanup() {
-	local p
+	local p h
+	for h in "${exit_hooks[@]}"; do
+		"$h" >/dev/null 2>&1
+	done
 	for p in "${pids[@]}"; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
@@ -94,16 +105,17 @@ install_apt() {
 # its YAML library cannot share a build list with GoReleaser's). `go tool -n`
 # builds a tool once into the build cache and prints its path; link it into
 # $bin so that other programs (GoReleaser, buildah) can run it by name.
+# install_tools [TOOL...]: those tools only (default: all of them).
 install_tools() {
-	local t p
-	for t in ko crane cosign goreleaser syft; do
-		p=$(cd "$repo" && go tool -modfile=tools/go.mod -n "$t") || return 1
+	local t p mod
+	[ $# -gt 0 ] || set -- ko crane cosign goreleaser syft actionlint
+	for t in "$@"; do
+		mod=tools/go.mod
+		[ "$t" = actionlint ] && mod=tools/actionlint/go.mod
+		p=$(cd "$repo" && go tool -modfile="$mod" -n "$t") || return 1
 		ln -sf "$p" "$bin/$t"
 		echo "$t: $p"
 	done
-	p=$(cd "$repo" && go tool -modfile=tools/actionlint/go.mod -n actionlint) || return 1
-	ln -sf "$p" "$bin/actionlint"
-	echo "actionlint: $p"
 }
 
 # release_toolchain: the release Go toolchain that .goreleaser.yaml names.
@@ -219,32 +231,38 @@ make_clone() {
 		git -C "$src" log -1 --format='%H %cI' --decorate
 }
 
-# ko_build REPO: ko build --bare of $src with the shipped .ko.yaml on the
-# stand-in base; prints the image reference (REPO@sha256:...) last.
+# ko_build REPO [KO_FLAG...]: ko build --bare of $src with the shipped .ko.yaml
+# on the stand-in base (for .ko.yaml's platforms, unless a --platform flag
+# narrows them to those of $platforms); prints the image reference
+# (REPO@sha256:...) last.
 ko_build() {
+	local repo_=$1
+	shift
 	(cd "$src" &&
-		KO_DEFAULTBASEIMAGE=$BASE KO_DOCKER_REPO=$1 VERSION=$version \
-			ko build --bare --tags "$version" . >"$work/ko.ref") || return 1
+		KO_DEFAULTBASEIMAGE=$BASE KO_DOCKER_REPO=$repo_ VERSION=$version \
+			ko build --bare --tags "$version" "$@" . >"$work/ko.ref") || return 1
 	cat "$work/ko.ref"
 }
 
-# The Entra stand-in (go run ./demo -serve) in $standin: ca.pem,
-# serviceprincipal.json, env.
+# start_standin [FLAG...]: the Entra stand-in (go run ./demo -serve, with
+# FLAGs such as -token-lifetime 90s) in $standin: ca.pem, serviceprincipal.json,
+# env. For a second one, call it as `standin=DIR start_standin ...`.
 start_standin() {
 	[ -d "$src/demo" ] || {
 		echo "no ./demo in the source tree: the Entra stand-in is missing"
 		return 1
 	}
-	(cd "$src" && go build -o "$bin/entra-standin" ./demo) || return 1
+	local log=$logs/standin-${standin##*/}.log
+	[ -x "$bin/entra-standin" ] || (cd "$src" && go build -o "$bin/entra-standin" ./demo) || return 1
 	mkdir -p "$standin"
-	"$bin/entra-standin" -serve "$standin" >"$logs/standin.log" 2>&1 &
+	"$bin/entra-standin" -serve "$standin" "$@" >"$log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 1 300); do
 		[ -e "$standin/ready" ] && break
 		sleep 0.1
 	done
 	[ -e "$standin/ready" ] && [ -s "$standin/ca.pem" ] && [ -s "$standin/serviceprincipal.json" ] || {
-		cat "$logs/standin.log"
+		cat "$log"
 		return 1
 	}
 	cat "$standin/env"

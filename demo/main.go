@@ -8,9 +8,14 @@
 //
 //	go run ./demo                  # the whole demo, in a temporary directory
 //	go run ./demo -program PATH    # run an already built binary instead of building one
-//	go run ./demo -serve DIR       # only serve: write DIR/ca.pem, DIR/serviceprincipal.json and DIR/env
-//	                               # (AZURE_AUTHORITY_HOST=…, AZURE_RESOURCE=…), then DIR/ready, and
-//	                               # answer token requests until SIGINT or SIGTERM
+//	go run ./demo -serve DIR [-token-lifetime 90s]
+//	                               # only serve: write DIR/ca.pem, DIR/serviceprincipal.json and DIR/env,
+//	                               # then DIR/ready, and answer token requests until SIGINT or SIGTERM
+//
+// DIR/env is complete: ". DIR/env" exports every variable the program needs to get a token from the
+// stand-in (ENTRA_SERVICE_PRINCIPAL, AZURE_RESOURCE, BEARER_TOKEN_FILE=DIR/token,
+// AZURE_AUTHORITY_HOST and SSL_CERT_FILE=DIR/ca.pem), so that sourcing it and running the program
+// writes DIR/token. Remove DIR/token before running it again.
 package main
 
 import (
@@ -23,7 +28,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -34,10 +41,13 @@ import (
 func main() {
 	serve := flag.String("serve", "", "only run the Entra stand-in, writing its files to this `directory`")
 	program := flag.String("program", "", "`path` of the azure-rest-api-token binary to run (default: build it)")
+	lifetime := flag.Duration("token-lifetime", 0, "with -serve: issue tokens valid for this `duration` (default: Entra's usual, about an hour)")
 	flag.Parse()
 	var err error
 	if *serve != "" {
-		err = serveOnly(*serve)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = serveOnly(ctx, *serve, *lifetime)
+		stop()
 	} else {
 		err = demo(*program)
 	}
@@ -76,27 +86,49 @@ func setUp(dir string) (*entratest.Server, error) {
 	return srv, nil
 }
 
-func serveOnly(dir string) error {
+// serveOnly runs the stand-in with its files in dir until ctx is done, issuing tokens valid for
+// lifetime (0: the stand-in's default).
+func serveOnly(ctx context.Context, dir string, lifetime time.Duration) error {
 	srv, err := setUp(dir)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	env := fmt.Sprintf("AZURE_AUTHORITY_HOST=%s\nAZURE_RESOURCE=%s\n", srv.URL, entratest.PrometheusResource)
-	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env), 0o644); err != nil {
+	if lifetime != 0 {
+		srv.TokenLifetime = lifetime
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(envFile(dir, srv.URL)), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
 		return err
 	}
 	fmt.Printf("Entra stand-in serving at %s; files in %s; stop with SIGTERM\n", srv.URL, dir)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	for _, r := range srv.Requests() {
 		fmt.Printf("received %s %s (client_id %q, resource %q)\n", r.Method, r.Path, r.Form.Get("client_id"), r.Form.Get("resource"))
 	}
 	return nil
+}
+
+// envFile returns the text of DIR/env for the stand-in at authority with its files in dir, an absolute
+// path: one "export NAME='value'" line per variable, single-quoted for any shell.
+func envFile(dir, authority string) string {
+	var b strings.Builder
+	for _, kv := range [][2]string{
+		{"ENTRA_SERVICE_PRINCIPAL", filepath.Join(dir, "serviceprincipal.json")},
+		{"AZURE_RESOURCE", entratest.PrometheusResource},
+		{"BEARER_TOKEN_FILE", filepath.Join(dir, "token")},
+		{"AZURE_AUTHORITY_HOST", authority},
+		{"SSL_CERT_FILE", filepath.Join(dir, "ca.pem")},
+	} {
+		fmt.Fprintf(&b, "export %s='%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", `'\''`))
+	}
+	return b.String()
 }
 
 func demo(program string) error {

@@ -1,0 +1,208 @@
+package deploy
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// released is an image reference the release publishes: docker.io/densify/azure-rest-api-token (or
+// its short form densify/azure-rest-api-token, as older manifests spell it) with a tag X.Y.Z (no "v",
+// no "latest": see .goreleaser.yaml).
+var released = regexp.MustCompile(`^(docker\.io/)?densify/azure-rest-api-token:[0-9]+\.[0-9]+\.[0-9]+$`)
+
+// TestManifests checks every shipped manifest: strict decoding, Pod Security "restricted" for every pod
+// template, the hardened securityContext on every container, and the image: a released tag with the
+// digest pin spelled out beside it.
+func TestManifests(t *testing.T) {
+	files, err := Manifests(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The examples the README points to; sidecar-deployment.yaml joins them with refresh mode.
+	for _, want := range []string{"densify-cronjob.yaml", "init-container-app.yaml", "workload-identity.yaml", "certificate.yaml"} {
+		if !slices.Contains(files, want) {
+			t.Errorf("%s is missing from %v", want, files)
+		}
+	}
+	var docs, pods int
+	for _, file := range files {
+		objs, err := DecodeFile(file)
+		if err != nil {
+			t.Errorf("strict decoding: %v", err)
+			continue
+		}
+		docs += len(objs)
+		data, _ := os.ReadFile(file)
+		for i, obj := range objs {
+			meta, spec, ok := PodTemplate(obj)
+			if !ok {
+				continue
+			}
+			pods++
+			if err := Restricted(meta, spec); err != nil {
+				t.Errorf("%s, document %d: %v", file, i+1, err)
+			}
+			if err := Hardened(spec); err != nil {
+				t.Errorf("%s, document %d: %v", file, i+1, err)
+			}
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				if !strings.Contains(c.Image, "azure-rest-api-token") {
+					continue
+				}
+				if !released.MatchString(c.Image) {
+					t.Errorf("%s: container %q: image %q is not docker.io/densify/azure-rest-api-token:X.Y.Z", file, c.Name, c.Image)
+				}
+				if !strings.Contains(string(data), c.Image+"@sha256:") {
+					t.Errorf("%s: container %q: no comment showing how to pin %s by digest", file, c.Name, c.Image)
+				}
+			}
+		}
+	}
+	if pods == 0 {
+		t.Fatal("no pod templates checked")
+	}
+	t.Logf("%d files, %d documents decoded strictly, %d pod templates pass restricted:latest and are hardened", len(files), docs, pods)
+}
+
+// TestRejects proves that the checks above can fail, and with the reason.
+func TestRejects(t *testing.T) {
+	good, err := os.ReadFile("init-container-app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(old, new string) string {
+		if !strings.Contains(string(good), old) {
+			t.Fatalf("init-container-app.yaml has no %q", old)
+		}
+		return strings.Replace(string(good), old, new, 1)
+	}
+	for _, tc := range []struct {
+		name, yaml, want string
+		check            func(string) error
+	}{
+		{"unknown field", edit("          env:\n", "          enviroment: []\n          env:\n"), `unknown field "spec.template.spec.initContainers[0].enviroment"`, decodeOnly},
+		{"duplicate field", edit("  replicas: 1\n", "  replicas: 1\n  replicas: 2\n"), `"replicas" already set in map`, decodeOnly},
+		{"no drop ALL", edit("              drop: [ALL]\n          resources:", "              drop: [NET_RAW]\n          resources:"), "unrestricted capabilities (container \"azure-token\" must set securityContext.capabilities.drop=[\"ALL\"])", restricted},
+		{"privilege escalation", edit("            runAsGroup: 10001\n            readOnlyRootFilesystem: true\n            allowPrivilegeEscalation: false\n", "            runAsGroup: 10001\n            readOnlyRootFilesystem: true\n            allowPrivilegeEscalation: true\n"), "allowPrivilegeEscalation != false (container \"app\"", restricted},
+		{"no seccomp profile", edit("        seccompProfile:\n          type: RuntimeDefault\n", ""), "seccompProfile (pod or containers \"azure-token\", \"app\" must set securityContext.seccompProfile.type", restricted},
+		{"writable root", edit("            runAsGroup: 10001\n            readOnlyRootFilesystem: true\n", "            runAsGroup: 10001\n"), `container "app": readOnlyRootFilesystem is not true`, hardened},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.check(tc.yaml)
+			if err == nil {
+				t.Fatalf("accepted; want an error with %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q\ndoes not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func decodeOnly(y string) error { _, err := Decode([]byte(y)); return err }
+
+func restricted(y string) error {
+	objs, err := Decode([]byte(y))
+	if err != nil {
+		return err
+	}
+	meta, spec, _ := PodTemplate(objs[0])
+	return Restricted(meta, spec)
+}
+
+func hardened(y string) error {
+	objs, err := Decode([]byte(y))
+	if err != nil {
+		return err
+	}
+	_, spec, _ := PodTemplate(objs[0])
+	return Hardened(spec)
+}
+
+// TestUpstreamDensifyCronJob: the original CronJob that existing clusters run decodes strictly (it is
+// what .ci/podman-check runs), and is refused by "restricted", which is why the shipped one is hardened.
+func TestUpstreamDensifyCronJob(t *testing.T) {
+	objs, err := DecodeFile("testdata/densify-upstream-cronjob.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, spec, ok := PodTemplate(objs[0])
+	if !ok {
+		t.Fatal("no pod template")
+	}
+	err = Restricted(meta, spec)
+	if err == nil || !strings.Contains(err.Error(), "runAsNonRoot != true") {
+		t.Errorf("restricted: got %v, want a runAsNonRoot refusal", err)
+	}
+}
+
+// TestReadme: every YAML block in README.md is a verbatim run of lines of a shipped manifest, so the
+// README cannot drift from what is shipped and checked: of the file named by a marker
+// <!-- deploy/NAME.yaml --> on the line before the fence, or else of any of them.
+func TestReadme(t *testing.T) {
+	f, err := os.Open(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	marker := regexp.MustCompile(`^\s*<!-- (deploy/[a-z0-9-]+\.yaml) -->$`)
+	var prev, source, indent string
+	var block []string
+	in, blocks := false, 0
+	line := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		trimmed := strings.TrimLeft(text, " ")
+		switch {
+		case !in && strings.HasPrefix(trimmed, "```yaml"):
+			in, block, indent = true, nil, text[:len(text)-len(trimmed)]
+			source = ""
+			if m := marker.FindStringSubmatch(prev); m != nil {
+				source = m[1]
+			}
+		case in && trimmed == "```":
+			in = false
+			blocks++
+			checkExcerpt(t, line, source, block)
+		case in:
+			block = append(block, strings.TrimPrefix(text, indent))
+		}
+		prev = text
+	}
+	if blocks == 0 {
+		t.Fatal("no YAML blocks in README.md")
+	}
+	t.Logf("%d YAML blocks in README.md match their manifests", blocks)
+}
+
+// checkExcerpt reports an error unless block is a run of lines of source (deploy/NAME.yaml), or, with
+// source "", of any shipped manifest.
+func checkExcerpt(t *testing.T, line int, source string, block []string) {
+	t.Helper()
+	files := []string{strings.TrimPrefix(source, "deploy/")}
+	if source == "" {
+		files, _ = Manifests(".")
+		source = "any deploy/*.yaml"
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Errorf("README.md:%d: %v", line, err)
+			return
+		}
+		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		for i := 0; i+len(block) <= len(lines); i++ {
+			if slices.Equal(lines[i:i+len(block)], block) {
+				return
+			}
+		}
+	}
+	t.Errorf("README.md: the YAML block ending at line %d is not a verbatim excerpt of %s", line, source)
+}
