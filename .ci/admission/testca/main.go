@@ -14,6 +14,9 @@
 //	    extensions derived from the SAN. Valid from 5 minutes ago for 2 hours
 //	    (the check verifies without a transparency log, so at the current
 //	    time), or, with -expired, from 3 hours ago until 1 hour ago.
+//	testca show < CERT.pem
+//	    prints the certificate's SAN URIs and its issuer extension
+//	    (1.3.6.1.4.1.57264.1.8), space-separated: what a policy compares.
 //
 // Extensions (OIDs under 1.3.6.1.4.1.57264.1, from Fulcio's
 // docs/oid-info.md): .1 issuer (raw string, deprecated), .8 issuer
@@ -35,6 +38,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/big"
 	"net/url"
 	"os"
@@ -63,6 +67,11 @@ func run(args []string) error {
 			return err
 		}
 		return makeCA(*dir, *name)
+	case "show":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return show(os.Stdin, os.Stdout)
 	case "leaf":
 		ca := fs.String("ca", "fulcio", "CA name (file prefix)")
 		pub := fs.String("pub", "", "PEM public key to certify")
@@ -82,7 +91,8 @@ func run(args []string) error {
 }
 
 // makeCA writes a self-signed root and an intermediate under it (P-256,
-// valid 10 years from an hour ago), as Fulcio's chain is shaped: the
+// valid 10 years from a day ago, before any leaf's start: cosign checks the
+// chain at the leaf's NotBefore), as Fulcio's chain is shaped: the
 // intermediate carries the code-signing EKU, which Go's verifier requires
 // of every certificate in a code-signing chain.
 func makeCA(dir, name string) error {
@@ -90,7 +100,7 @@ func makeCA(dir, name string) error {
 	if _, err := os.Stat(chain); err == nil {
 		return nil
 	}
-	notBefore := time.Now().Add(-time.Hour)
+	notBefore := time.Now().Add(-24 * time.Hour)
 	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -268,6 +278,34 @@ func makeLeaf(dir, ca, pubFile, san, issuer string, expired bool, out string) er
 		return err
 	}
 	return os.WriteFile(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// show reads one PEM certificate (at most 64 KiB) from r and writes its SAN
+// URIs and Fulcio issuer to w.
+func show(r io.Reader, w io.Writer) error {
+	p, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil {
+		return err
+	}
+	c, err := parseCert(p)
+	if err != nil {
+		return err
+	}
+	var fields []string
+	for _, u := range c.URIs {
+		fields = append(fields, u.String())
+	}
+	for _, e := range c.Extensions {
+		if e.Id.Equal(oidIssuer) {
+			var s string
+			if _, err := asn1.UnmarshalWithParams(e.Value, &s, "utf8"); err != nil {
+				return fmt.Errorf("issuer extension: %w", err)
+			}
+			fields = append(fields, s)
+		}
+	}
+	_, err = fmt.Fprintln(w, strings.Join(fields, " "))
+	return err
 }
 
 func parseCert(p []byte) (*x509.Certificate, error) {
