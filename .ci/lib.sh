@@ -66,10 +66,12 @@ fail() {
 
 
 # check NAME CMD...: run CMD with output to a log; PASS or FAIL with the log's tail.
+# The log's name starts with the check's number: names that share their first
+# 80 characters would otherwise share (and overwrite) one log.
 check() {
 	local name=$1 log
 	shift
-	log=$logs/$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-80).log
+	log=$logs/$(printf '%03d-%s' $((passed + failed + 1)) "$name" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-84).log
 	if "$@" >"$log" 2>&1; then
 		pass "$name"
 		return 0
