@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154 # globals set here for, or by, the scripts that source this file
 # lib.sh: what the offline checks under .ci/ share, so that each check script
 # (release-check, podman-check, admission-check) says only what it proves.
 # Source it from a check script, then call lib_start:
