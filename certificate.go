@@ -122,10 +122,10 @@ func parseCertificatePEM(data []byte, now time.Time) (*clientCertificate, error)
 	switch {
 	case now.Before(leaf.NotBefore):
 		return nil, fmt.Errorf("certificate %q is not valid for another %s (from %s, by this machine's clock)",
-			leaf.Subject.String(), leaf.NotBefore.Sub(now).Round(time.Second), leaf.NotBefore.UTC().Format(time.RFC3339))
+			leaf.Subject.String(), leaf.NotBefore.Sub(now).Round(time.Second), timestamp(leaf.NotBefore))
 	case now.After(leaf.NotAfter):
 		return nil, fmt.Errorf("certificate %q expired %s ago, at %s: add a new one with \"az ad app credential reset --id <appId> --create-cert --append\"",
-			leaf.Subject.String(), now.Sub(leaf.NotAfter).Round(time.Second), leaf.NotAfter.UTC().Format(time.RFC3339))
+			leaf.Subject.String(), now.Sub(leaf.NotAfter).Round(time.Second), timestamp(leaf.NotAfter))
 	}
 	return &clientCertificate{leaf: leaf, key: rsaKey}, nil
 }
@@ -217,5 +217,5 @@ func (c *clientCertificate) v2() bool { return true }
 
 func (c *clientCertificate) logAttrs() []any {
 	return []any{"credential", "certificate", "certificate_subject", c.leaf.Subject.String(),
-		"certificate_x5t_s256", c.thumbprint(), "certificate_expires", c.leaf.NotAfter.UTC().Format(time.RFC3339)}
+		"certificate_x5t_s256", c.thumbprint(), "certificate_expires", timestamp(c.leaf.NotAfter)}
 }

@@ -64,7 +64,7 @@ func checkToken(resp *tokenResponse, audience string, now time.Time) (tokenClaim
 	}
 	if !exp.After(now) {
 		return tokenClaims{}, fmt.Errorf("the token expired at %s, %s ago by this machine's clock: check the node's clock (NTP)",
-			exp.UTC().Format(time.RFC3339), now.Sub(exp).Round(time.Second))
+			timestamp(exp), now.Sub(exp).Round(time.Second))
 	}
 	return tokenClaims{matchedAudience: auds[i], expiry: exp}, nil
 }
@@ -136,3 +136,6 @@ func audienceError(auds []string, want string) error {
 	}
 	return errors.New(msg)
 }
+
+// timestamp formats t for messages and the log: UTC, RFC 3339, to the second.
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -30,6 +31,12 @@ type config struct {
 	timeout   time.Duration
 	refresh   bool // BEARER_TOKEN_REFRESH: keep the token fresh (refresh.go) instead of exiting
 	replace   bool // a regular file at tokenFile is replaced: BEARER_TOKEN_FILE_REPLACE, or refresh
+}
+
+// withTimeout returns ctx bounded by BEARER_TOKEN_TIMEOUT, with a cause that names the variable: for
+// the one-shot run, the first token of refresh mode, and each renewal.
+func (c config) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, c.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", c.timeout))
 }
 
 // loadConfig reads and checks the environment variables through getenv, but for those of the credential

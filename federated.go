@@ -59,7 +59,7 @@ func (c *federatedToken) read() (string, error) {
 	}
 	if claims.Expiry != nil && !claims.Expiry.Time().After(time.Now()) {
 		return "", fmt.Errorf("reading federated token %q: it expired at %s (iss %q, sub %q): the kubelet has stopped refreshing it, or the node's clock is wrong",
-			c.path, claims.Expiry.Time().UTC().Format(time.RFC3339), claims.Issuer, claims.Subject)
+			c.path, timestamp(claims.Expiry.Time()), claims.Issuer, claims.Subject)
 	}
 	return token, nil
 }
@@ -114,7 +114,7 @@ func (c *federatedToken) explainRefusal(err error) error {
 	claims, _ := federatedClaims(token) // read has parsed it
 	exp := "none"
 	if claims.Expiry != nil {
-		exp = claims.Expiry.Time().UTC().Format(time.RFC3339)
+		exp = timestamp(claims.Expiry.Time())
 	}
 	return fmt.Errorf("%w; the federated token has iss %q, sub %q, aud %q, exp %s: the app's federated credential must have the same issuer, subject and audience (api://AzureADTokenExchange)",
 		err, claims.Issuer, claims.Subject, []string(claims.Audience), exp)

@@ -152,7 +152,7 @@ func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log 
 // SIGINT) it returns ctx's cause at once, without waiting for the renewal: the file keeps the current
 // token, and the abandoned renewal publishes nothing ([writeTokenFile] checks its context first).
 func renewWithin(ctx context.Context, cfg config, getenv func(string) string, clk clock) (issued, error) {
-	rctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
+	rctx, cancel := cfg.withTimeout(ctx)
 	defer cancel()
 	type result struct {
 		tok issued
@@ -253,6 +253,3 @@ func expired(cfg config, tok issued, next time.Time, lastErr error) error {
 	return withExit(exitRequest, fmt.Errorf("the access token in %q expired at %s before it was renewed: the renewal due at %s did not run in time (was the process stopped, or the node overloaded?)",
 		cfg.tokenFile, timestamp(tok.expiry), timestamp(next)))
 }
-
-// timestamp formats t for the log, in UTC to the second, as the one-shot logs "expires".
-func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -48,7 +48,7 @@ type issued struct {
 // It returns the token it published, or an error carrying the exit status. now is the clock the
 // token's expiry is checked against.
 func firstToken(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, now func() time.Time) (issued, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", cfg.timeout))
+	ctx, cancel := cfg.withTimeout(ctx)
 	defer cancel()
 	result := make(chan issued, 1) // read only once the job has returned: no race with an abandoned one
 	err := untilDone(ctx, func() error {
@@ -109,7 +109,7 @@ func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *s
 		return issued{}, withExit(exitWrite, err)
 	}
 	log.Info("wrote access token", slices.Concat(who, []any{"resource", cfg.resource,
-		"audience", claims.matchedAudience, "expires", claims.expiry.UTC().Format(time.RFC3339),
+		"audience", claims.matchedAudience, "expires", timestamp(claims.expiry),
 		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode)})...)
 	return issued{tokenClaims: claims, received: received}, nil
 }
