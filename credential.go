@@ -185,6 +185,7 @@ type sourceInfo struct {
 	attrs        []any  // the tenant and the credential's kind and identifiers, on the start-up line
 	endpoint     string // where the request goes
 	proxy        string // the proxy to it, "none" for a direct connection
+	retries      retryPolicy
 	warning      string // logged before the request, with warningAttrs, when not ""
 	warningAttrs []any
 }
@@ -216,11 +217,19 @@ type identity struct {
 // (ENTRA_SERVICE_PRINCIPAL) with a client secret or, with "password": null, a certificate
 // (AZURE_CLIENT_CERTIFICATE_PATH, else fileWithCertAndPrivateKey); or, without
 // ENTRA_SERVICE_PRINCIPAL, workload identity federation (AZURE_CLIENT_ID, AZURE_TENANT_ID,
-// AZURE_FEDERATED_TOKEN_FILE), as the Azure Workload Identity webhook sets them. It refuses to guess
-// when two are configured. Errors carry exit status 1.
+// AZURE_FEDERATED_TOKEN_FILE), as the Azure Workload Identity webhook sets them; or managed identity
+// (ENTRA_MANAGED_IDENTITY, see [loadManagedIdentity]). It refuses to guess when two are configured.
+// Errors carry exit status 1.
 func loadSource(getenv func(string) string, authority *url.URL, resource string) (source, error) {
 	if err := checkCredentialVariables(getenv); err != nil {
 		return nil, withExit(exitConfig, err)
+	}
+	if getenv("ENTRA_MANAGED_IDENTITY") != "" {
+		mi, err := loadManagedIdentity(getenv, resource)
+		if err != nil {
+			return nil, err
+		}
+		return mi, nil
 	}
 	app := entraApp{authority: authority, resource: resource}
 	if path := getenv("ENTRA_SERVICE_PRINCIPAL"); path != "" {
@@ -259,7 +268,7 @@ func (a entraApp) info(id identity, cred credential) sourceInfo {
 	}
 	endpoint := a.endpoint(id.tenant, cred.v2())
 	return sourceInfo{who: who, attrs: append([]any{"tenant", id.tenant}, cred.logAttrs()...),
-		endpoint: endpoint, proxy: proxyFor(endpoint)}
+		endpoint: endpoint, proxy: proxyFor(endpoint), retries: entraRetries}
 }
 
 // request makes one client credentials request for id with cred at now: to the v1 endpoint with the
@@ -346,18 +355,34 @@ func (s *servicePrincipalSource) token(ctx context.Context, client *http.Client,
 }
 
 // checkCredentialVariables returns an error if the credential's variables alone show it cannot work:
-// none is set, two credentials are, a certificate has no service principal file, or workload identity
-// lacks one of its three variables. [loadConfig] reports it with every other variable's problem, in
+// none is set, two credentials are, a certificate has no service principal file, workload identity
+// lacks one of its three variables, or managed identity's are wrong ([loadManagedIdentity]). [loadConfig] reports it with every other variable's problem, in
 // one message, and [loadSource] refuses to go on without it.
 func checkCredentialVariables(getenv func(string) string) error {
 	spFile := getenv("ENTRA_SERVICE_PRINCIPAL")
 	federatedFile := getenv("AZURE_FEDERATED_TOKEN_FILE")
 	clientID, tenant := getenv("AZURE_CLIENT_ID"), getenv("AZURE_TENANT_ID")
+	managed := getenv("ENTRA_MANAGED_IDENTITY")
+	var workload []string // workload identity's variables that are set
+	for _, name := range []string{"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"} {
+		if getenv(name) != "" {
+			workload = append(workload, name)
+		}
+	}
 	switch {
+	case managed != "" && spFile != "":
+		return errors.New("both ENTRA_MANAGED_IDENTITY and ENTRA_SERVICE_PRINCIPAL are set: unset ENTRA_SERVICE_PRINCIPAL to use managed identity, or ENTRA_MANAGED_IDENTITY to use the service principal")
+	case managed != "" && len(workload) > 0:
+		return fmt.Errorf("both ENTRA_MANAGED_IDENTITY and workload identity (%s) are set: unset ENTRA_MANAGED_IDENTITY to use workload identity, or remove the pod's label azure.workload.identity/use to use managed identity; a user-assigned managed identity is chosen with ENTRA_MANAGED_IDENTITY=client_id=<GUID>, never with AZURE_CLIENT_ID", strings.Join(workload, ", "))
+	case managed != "" && getenv("AZURE_CLIENT_CERTIFICATE_PATH") != "":
+		return errors.New("both ENTRA_MANAGED_IDENTITY and AZURE_CLIENT_CERTIFICATE_PATH are set: managed identity needs no certificate; unset AZURE_CLIENT_CERTIFICATE_PATH")
+	case managed != "":
+		_, err := loadManagedIdentity(getenv, "")
+		return err
 	case spFile != "" && federatedFile != "":
 		return errors.New("both ENTRA_SERVICE_PRINCIPAL and AZURE_FEDERATED_TOKEN_FILE are set: unset ENTRA_SERVICE_PRINCIPAL to use workload identity, or remove the pod's label azure.workload.identity/use to use the service principal")
 	case spFile == "" && federatedFile == "" && clientID == "" && tenant == "":
-		return errors.New("ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE)")
+		return errors.New("ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE; nor, for managed identity, ENTRA_MANAGED_IDENTITY)")
 	case spFile == "" && getenv("AZURE_CLIENT_CERTIFICATE_PATH") != "":
 		return errors.New("AZURE_CLIENT_CERTIFICATE_PATH is set but ENTRA_SERVICE_PRINCIPAL is not: a certificate credential needs a service principal file with \"password\": null, for its appId and tenant")
 	case spFile == "":

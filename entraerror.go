@@ -25,6 +25,10 @@ type entraError struct {
 	status    string         // "401 Unauthorized"
 	authority string         // scheme://host/ the request went to
 	hints     map[int]string // replacing aadstsHints' for this refusal, from what only the credential knows
+	// For managed identity, whose endpoints answer with the same OAuth error shape: who refused
+	// ("" means Entra ID), and the fix, which ends the message.
+	refuser string
+	hint    string
 }
 
 // aadstsHints explains the AADSTS codes whose cause is well known
@@ -54,7 +58,11 @@ const (
 
 func (e *entraError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "token request refused by Entra ID: %s", e.status)
+	refuser := e.refuser
+	if refuser == "" {
+		refuser = "Entra ID"
+	}
+	fmt.Fprintf(&b, "token request refused by %s: %s", refuser, e.status)
 	if e.Code != "" {
 		fmt.Fprintf(&b, ", error %q", truncate(e.Code, maxField))
 	}
@@ -86,6 +94,9 @@ func (e *entraError) Error() string {
 		fmt.Fprintf(&b, ", timestamp %q", truncate(e.Timestamp, maxField))
 	}
 	fmt.Fprintf(&b, ", authority %q", e.authority)
+	if e.hint != "" {
+		b.WriteString(": " + e.hint)
+	}
 	return b.String()
 }
 

@@ -34,6 +34,12 @@ func TestMain(m *testing.M) {
 	os.Setenv("SSL_CERT_FILE", caFile)
 	os.Unsetenv("SSL_CERT_DIR")
 	retryBaseDelay = 20 * time.Millisecond
+	// Azure Arc's agent files, in the test's directory (see managedidentity_test.go).
+	arcTokenDir = filepath.Join(dir, "azcmagent", "tokens")
+	arcAgentFile = filepath.Join(dir, "azcmagent", "himds")
+	if err := os.MkdirAll(arcTokenDir, 0o700); err != nil {
+		panic(err)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -88,7 +88,7 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	client := newHTTPClient()
 	resp, err := requestToken(ctx, info.endpoint, func(ctx context.Context) (*tokenResponse, error) {
 		return src.token(ctx, client, now())
-	}, log)
+	}, info.retries, log)
 	if err != nil {
 		return issued{}, withExit(exitRequest, err)
 	}

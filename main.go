@@ -1,8 +1,9 @@
 // Command azure-rest-api-token gets an OAuth 2.0 access token from Microsoft Entra ID for a service
-// principal (the client credentials grant), checks that the token is for the requested Azure resource,
-// and writes it to a file. It is meant to run as a Kubernetes init container that leaves the token on an
-// emptyDir volume for the pod's main container, which sends it as "Authorization: Bearer <token>" to an
-// Azure REST API such as Azure Monitor managed Prometheus. With BEARER_TOKEN_REFRESH=true it is instead a
+// principal (the client credentials grant) or from the Azure host's managed identity, checks that the
+// token is for the requested Azure resource, and writes it to a file. It is meant to run as a
+// Kubernetes init container that leaves the token on an emptyDir volume for the pod's main container,
+// which sends it as "Authorization: Bearer <token>" to an Azure REST API such as Azure Monitor managed
+// Prometheus. With BEARER_TOKEN_REFRESH=true it is instead a
 // native sidecar that keeps the file fresh for pods that outlive a token.
 //
 // Usage:
@@ -21,10 +22,13 @@
 //     file's "fileWithCertAndPrivateKey";
 //   - workload identity federation: ENTRA_SERVICE_PRINCIPAL is unset, and AZURE_CLIENT_ID,
 //     AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE are set, as the Azure Workload Identity webhook
-//     sets them.
+//     sets them;
+//   - managed identity: ENTRA_MANAGED_IDENTITY names the host's identity to use, and the host's
+//     identity endpoint hands out the token, with no secret at all (below).
 //
-// Two credentials configured at once (a secret and a certificate, or a service principal file and a
-// federated token) is an error, not a guess.
+// Two credentials configured at once (a secret and a certificate, a service principal file and a
+// federated token, managed identity and either) is an error, not a guess. Managed identity is never
+// chosen unless ENTRA_MANAGED_IDENTITY says so, and never probed.
 //
 // Credential variables:
 //
@@ -38,6 +42,25 @@
 //	AZURE_TENANT_ID                its tenant ID (workload identity).
 //	AZURE_FEDERATED_TOKEN_FILE     the projected service account token (workload identity), read
 //	                               again for every attempt, since the kubelet rotates it.
+//	ENTRA_MANAGED_IDENTITY         managed identity: "system" for the host's system-assigned identity,
+//	                               or a user-assigned one as "client_id=<GUID>", "object_id=<GUID>"
+//	                               or "resource_id=/subscriptions/<GUID>/resourceGroups/<group>/
+//	                               providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>".
+//	                               AZURE_CLIENT_ID never selects a managed identity: set with
+//	                               ENTRA_MANAGED_IDENTITY, it is an error.
+//	AZURE_POD_IDENTITY_AUTHORITY_HOST  managed identity on IMDS: scheme://host[:port] of IMDS instead of
+//	                               http://169.254.169.254 (a test stand-in; the Azure SDKs' name);
+//	                               /metadata/identity/oauth2/token is appended. Named on the start-up
+//	                               line when set.
+//
+// Managed identity endpoints, detected from the variables the platform sets, in MSAL Go's order, never
+// by probing: IDENTITY_ENDPOINT, IDENTITY_HEADER and IDENTITY_SERVER_THUMBPRINT: Service Fabric
+// (https, its certificate pinned by that SHA-1 thumbprint; system-assigned only); IDENTITY_ENDPOINT and
+// IDENTITY_HEADER: App Service, Functions and Container Apps; MSI_ENDPOINT (with MSI_SECRET, Azure
+// Machine Learning; without, Cloud Shell): refused as not supported here; IDENTITY_ENDPOINT and
+// IMDS_ENDPOINT, or the Azure Arc agent installed (/opt/azcmagent/bin/himds): Azure Arc (Linux,
+// system-assigned only); otherwise IMDS, the Azure Instance Metadata Service of a VM or scale set, AKS
+// nodes included. The start-up line names the source.
 //
 // Required:
 //
@@ -69,6 +92,10 @@
 //	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them: upper case first, else
 //	                         https_proxy, no_proxy; a value without a scheme means http://; loopback
 //	                         addresses are never proxied. The start-up log line names the proxy in use.
+//	                         They apply to Entra (every credential but managed identity) and to
+//	                         managed identity's Service Fabric endpoint (and App Service's, which is
+//	                         on the loopback address); never to IMDS or the Azure Arc agent, which
+//	                         are always reached directly.
 //	                         A value Go could not use (e.g. a password with an unescaped "%": write
 //	                         %25) is an error, not ignored: Go would connect around the proxy.
 //	                         HTTP_PROXY and http_proxy are checked the same way.
@@ -87,6 +114,27 @@
 // Network errors, HTTP 408, 429, 500, 502, 503 and 504 and the error "temporarily_unavailable" are retried,
 // 4 attempts in all, with exponential backoff from about one second and any Retry-After the server sends,
 // within BEARER_TOKEN_TIMEOUT. SIGTERM and SIGINT stop the run at once.
+//
+// With managed identity the request is a GET to the host's endpoint with api-version, resource
+// (AZURE_RESOURCE, exactly as given) and, for a user-assigned identity, its selector in the endpoint's
+// own spelling: IMDS, GET {AZURE_POD_IDENTITY_AUTHORITY_HOST or http://169.254.169.254}
+// /metadata/identity/oauth2/token?api-version=2018-02-01, header Metadata: true, client_id, object_id
+// or msi_res_id; App Service, GET IDENTITY_ENDPOINT?api-version=2019-08-01, header X-IDENTITY-HEADER,
+// client_id, principal_id or mi_res_id; Service Fabric, GET IDENTITY_ENDPOINT?api-version=
+// 2019-07-01-preview, header Secret; Azure Arc, GET IDENTITY_ENDPOINT (default
+// http://127.0.0.1:40342/metadata/identity/oauth2/token)?api-version=2020-06-01, header Metadata: true,
+// twice: the agent answers the first with 401 and "WWW-Authenticate: Basic realm=<key file>", and the
+// second carries the key file's content as "Authorization: Basic". The key file is read only if it is a
+// regular .key file directly in /var/opt/azcmagent/tokens, of at most 4096 bytes, and is never printed;
+// a challenge naming any other path is refused, naming it, and nothing is read or sent (the program must
+// run as root or in the himds group to read it). A run that succeeds at once sends one request (Azure
+// Arc: two). IMDS answers are retried as Microsoft documents: network errors, 404 (an identity not yet
+// assigned), 410 (IMDS updating, up to 70 seconds), 429 and every 5xx but 509, never 400, 401 or 403,
+// up to 16 attempts, waiting from about 1 second doubling to 8 to 16 seconds (a random half taken off,
+// so that pods that restart together spread over the node's IMDS budget of 20 requests per second),
+// or any Retry-After, within BEARER_TOKEN_TIMEOUT; the other endpoints' answers as Entra's. The
+// response's expires_in and expires_on (strings, numbers or dates, depending on the host) are not
+// read: the token's own "exp" counts. The identity endpoints' IDENTITY_HEADER is never printed.
 //
 // Before writing, the token is decoded (not verified: it is meant for another API) and its "aud" claim must
 // equal BEARER_TOKEN_AUDIENCE, give or take one trailing slash, and its "exp" must lie in the future.
@@ -107,7 +155,10 @@
 // messages and exit statuses, a regular file at the path replaced. The program then stays, and renews
 // the token at about half its remaining lifetime, as measured from when it was received (±10% at random,
 // so that pods started together do not renew in step), at the latest 5 minutes before it expires, and
-// never sooner than 30 seconds after the last one. Every renewal reads the credential files again (a
+// never sooner than 30 seconds after the last one. Managed identity tokens live about 24 hours and the
+// platform caches them: a renewal may get the same token back, with the same expiry; that is no
+// failure (its log line says same_token=true), and the next renewal again comes at half of what is
+// left, so that one token lifetime costs about ten requests. Every renewal reads the credential files again (a
 // Secret or projected token rotated by the kubelet is used at once) and sends one request; the new token
 // replaces the file by rename. A renewal that fails for any reason, 400 and 401 included, leaves the
 // current token in the file and is retried after 10 seconds, doubling up to 5 minutes, each wait up to
@@ -139,13 +190,15 @@
 //	0   the token was obtained, checked and written (refresh mode: and it was then stopped by SIGTERM
 //	    or SIGINT); -check: the token file passed
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
-//	    or a credential file (service principal, certificate, federated token) cannot be read, or a
-//	    file system call did not return before the deadline or a signal (a hung FUSE or network mount)
+//	    or a credential file (service principal, certificate, federated token, Azure Arc key) cannot
+//	    be read, or a file system call did not return before the deadline or a signal (a hung FUSE
+//	    or network mount)
 //	2   the service principal file or the certificate is not valid
 //	3   -check: the token file is missing, not a regular file, empty, not a JWT, for another audience,
 //	    or expires within BEARER_TOKEN_MIN_VALIDITY
-//	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out; in
-//	    refresh mode also: the current token expired without a renewal
+//	10  the token request failed: Entra or the managed identity endpoint refused it, an HTTP or
+//	    network error, or retries ran out; in refresh mode also: the current token expired without a
+//	    renewal
 //	11  writing the token file failed
 //	12  the token was rejected by the checks
 package main

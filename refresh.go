@@ -136,9 +136,16 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 				"failures", failures, "retry_at", timestamp(next), "token_expires", timestamp(tok.expiry))
 			continue
 		}
+		// Managed identity's endpoints cache tokens: a renewal may get the current token back, with
+		// the same "exp". That is no failure; the next renewal comes at half of what is left.
+		same := !fresh.expiry.After(tok.expiry)
 		tok, failures, lastErr = fresh, 0, nil
 		next = tok.received.Add(refreshPolicy.renewAfter(tok.expiry.Sub(tok.received), rand.Float64()))
-		log.Info("renewed access token", "expires", timestamp(tok.expiry), "next_renewal", timestamp(next))
+		attrs := []any{"expires", timestamp(tok.expiry), "next_renewal", timestamp(next)}
+		if same {
+			attrs = append(attrs, "same_token", true)
+		}
+		log.Info("renewed access token", attrs...)
 	}
 }
 

@@ -114,30 +114,46 @@ type retryable struct {
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
+// retryPolicy is how a source's attempts are retried: attempts in all, the first included, and the
+// wait after failed attempt n (1, 2, …) when the server sent no Retry-After.
+type retryPolicy struct {
+	attempts int
+	backoff  func(n int) time.Duration
+}
+
+// entraRetries is the policy for Entra's token endpoint.
+var entraRetries = retryPolicy{attempts: maxAttempts, backoff: backoff}
+
 // requestToken calls try, one attempt at a token (a source's, see [source]), and returns the token
-// response, retrying what [retryable] marks up to maxAttempts in all; endpoint names where the
-// attempts go, for messages. It waits Retry-After when the server sends one and an exponential backoff
-// otherwise, and gives up at once when that wait would pass ctx's deadline. Its errors say why the last
-// attempt failed and never hold the form or a response body.
-func requestToken(ctx context.Context, endpoint string, try func(context.Context) (*tokenResponse, error), log *slog.Logger) (*tokenResponse, error) {
+// response, retrying what [retryable] marks as policy says; endpoint names where the attempts go, for
+// messages. It waits Retry-After when the server sends one and policy's backoff otherwise, and gives up
+// at once when that wait would pass ctx's deadline. Its errors say why the last attempt failed (when
+// the deadline cut an attempt short, also why the one before failed) and never hold the form or a
+// response body.
+func requestToken(ctx context.Context, endpoint string, try func(context.Context) (*tokenResponse, error), policy retryPolicy, log *slog.Logger) (*tokenResponse, error) {
+	var prev error
 	for attempt := 1; ; attempt++ {
 		resp, err := try(ctx)
 		if err == nil {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
+			if prev != nil {
+				return nil, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), prev)
+			}
 			return nil, fmt.Errorf("requesting access token from %q: %w", endpoint, context.Cause(ctx))
 		}
+		prev = err
 		r, ok := errors.AsType[*retryable](err)
 		if !ok {
 			return nil, err
 		}
-		if attempt == maxAttempts {
+		if attempt >= policy.attempts {
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
 		delay := r.retryAfter
 		if delay == 0 {
-			delay = backoff(attempt)
+			delay = policy.backoff(attempt)
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
 			left := time.Until(deadline).Round(time.Second)
@@ -164,8 +180,7 @@ func backoff(n int) time.Duration {
 }
 
 // postForm makes one attempt: a form POST to endpoint, bounded by attemptTimeout, and the response read
-// through [interpretResponse]. Network errors are [retryable], except certificate errors, which will not
-// go away on their own.
+// through [send] and [interpretResponse].
 func postForm(ctx context.Context, client *http.Client, endpoint string, form url.Values) (*tokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
@@ -176,22 +191,34 @@ func postForm(ctx context.Context, client *http.Client, endpoint string, form ur
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "azure-rest-api-token/"+programVersion())
+	resp, body, err := send(client, req)
+	if err != nil {
+		return nil, err
+	}
+	return interpretResponse(resp, body)
+}
+
+// send sends req with client and returns the response with its body, at most maxResponseSize bytes
+// (more is an error, not a truncation); the body is closed. Network errors are [retryable], except
+// certificate errors, which will not go away on their own. Errors name req's URL without its query.
+func send(client *http.Client, req *http.Request) (*http.Response, []byte, error) {
+	endpoint := (&url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: req.URL.Path}).String()
 	resp, err := client.Do(req)
 	if err != nil {
 		if e, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-			return nil, fmt.Errorf("sending token request to %q: %w", endpoint, certificateError(e))
+			return nil, nil, fmt.Errorf("sending token request to %q: %w", endpoint, certificateError(e))
 		}
-		return nil, &retryable{err: fmt.Errorf("sending token request: %w", err)}
+		return nil, nil, &retryable{err: fmt.Errorf("sending token request: %w", err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
 	if err != nil {
-		return nil, &retryable{err: fmt.Errorf("reading token response from %q (HTTP %d): %w", endpoint, resp.StatusCode, err)}
+		return nil, nil, &retryable{err: fmt.Errorf("reading token response from %q (HTTP %d): %w", endpoint, resp.StatusCode, err)}
 	}
 	if len(body) > maxResponseSize {
-		return nil, fmt.Errorf("reading token response from %q (HTTP %d): larger than %d bytes", endpoint, resp.StatusCode, maxResponseSize)
+		return nil, nil, fmt.Errorf("reading token response from %q (HTTP %d): larger than %d bytes", endpoint, resp.StatusCode, maxResponseSize)
 	}
-	return interpretResponse(resp, body)
+	return resp, body, nil
 }
 
 // certificateError explains why the server's certificate was refused, with the advice that fits:

@@ -346,7 +346,7 @@ func runCases() []runCase {
 		// Configuration errors: exit 1, before any request.
 		{name: "nothing set: every missing variable in one message", wantExit: 1,
 			setup:   func(f *fixture) { clear(f.env) },
-			wantOut: []string{`error="ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE); AZURE_RESOURCE is not set; BEARER_TOKEN_FILE is not set"`}},
+			wantOut: []string{`error="ENTRA_SERVICE_PRINCIPAL is not set (nor, for workload identity, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE; nor, for managed identity, ENTRA_MANAGED_IDENTITY); AZURE_RESOURCE is not set; BEARER_TOKEN_FILE is not set"`}},
 		{name: "workload identity half set and no resource, in one message", wantExit: 1,
 			setup:   setEnv("ENTRA_SERVICE_PRINCIPAL", "", "AZURE_CLIENT_ID", entratest.DefaultClientID, "AZURE_RESOURCE", ""),
 			wantOut: []string{"workload identity: AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE not set", "; AZURE_RESOURCE is not set"}},

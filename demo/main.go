@@ -2,7 +2,8 @@
 // Entra ID stand-in of internal/entratest on 127.0.0.1, writes a service principal file like the one
 // "az ad sp create-for-rbac" prints, builds the real program and runs it against the stand-in, with only
 // the environment a user would set (AZURE_AUTHORITY_HOST and SSL_CERT_FILE point it at the stand-in),
-// then shows the token file and its decoded claims.
+// then shows the token file and its decoded claims; then runs it again with managed identity against an
+// IMDS stand-in.
 //
 // Usage, from the repository:
 //
@@ -10,7 +11,8 @@
 //	go run ./demo -program PATH    # run an already built binary instead of building one
 //	go run ./demo -serve DIR [-token-lifetime 90s]
 //	                               # only serve: write DIR/ca.pem, DIR/serviceprincipal.json and DIR/env,
-//	                               # then DIR/ready, and answer token requests until SIGINT or SIGTERM
+//	                               # then DIR/ready, and answer token requests until SIGINT or SIGTERM;
+//	                               # DIR/env-managed-identity does the same with an IMDS stand-in
 //
 // DIR/env is complete: ". DIR/env" exports every variable the program needs to get a token from the
 // stand-in (ENTRA_SERVICE_PRINCIPAL, AZURE_RESOURCE, BEARER_TOKEN_FILE=DIR/token,
@@ -104,6 +106,11 @@ func serveOnly(ctx context.Context, dir string, lifetime time.Duration) error {
 	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(envFile(dir, srv.URL)), 0o644); err != nil {
 		return err
 	}
+	imds, err := serveManagedIdentity(dir)
+	if err != nil {
+		return err
+	}
+	defer imds.Close()
 	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
 		return err
 	}
@@ -200,6 +207,9 @@ func demo(program string) error {
 	}
 	pretty, _ := json.MarshalIndent(claims, "     ", "  ")
 	fmt.Printf("6. its claims, decoded:\n     %s\n", pretty)
+	if err := managedIdentityDemo(program, dir); err != nil {
+		return err
+	}
 	fmt.Println("Against Azure, set the same variables without AZURE_AUTHORITY_HOST and SSL_CERT_FILE: see README.md.")
 	return nil
 }

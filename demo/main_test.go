@@ -48,4 +48,13 @@ func TestServeEnvFile(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "token")); err != nil || fi.Size() == 0 {
 		t.Fatalf("no token in DIR/token: %v", err)
 	}
+	// The same with managed identity, against the IMDS stand-in.
+	cmd = exec.Command("sh", "-c", `. "$1/env-managed-identity" && exec "$2"`, "sh", dir, program)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf(". DIR/env-managed-identity && azure-rest-api-token: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "token-managed-identity")); err != nil || fi.Size() == 0 {
+		t.Fatalf("no token in DIR/token-managed-identity: %v", err)
+	}
 }

@@ -24,7 +24,7 @@ func TestManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The examples the README points to; sidecar-deployment.yaml joins them with refresh mode.
-	for _, want := range []string{"densify-cronjob.yaml", "init-container-app.yaml", "workload-identity.yaml", "certificate.yaml"} {
+	for _, want := range []string{"densify-cronjob.yaml", "init-container-app.yaml", "workload-identity.yaml", "certificate.yaml", "managed-identity.yaml"} {
 		if !slices.Contains(files, want) {
 			t.Errorf("%s is missing from %v", want, files)
 		}

@@ -9,6 +9,9 @@
 // Tests can queue other responses ([Server.Enqueue]) to play a throttling, failing or misbehaving Entra,
 // change the registrations while it serves ([Server.Change]), such as a rotated client secret, and give
 // it a clock of their own ([Server.Now]) with tokens of any lifetime ([Server.TokenLifetime]).
+//
+// [MIServer] is a stand-in for the managed identity endpoints of Azure hosts: IMDS, App Service, the
+// Azure Arc agent (its challenge included) and Service Fabric.
 package entratest
 
 import (
@@ -187,33 +190,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if canned != nil {
-		if canned.Then != nil {
-			canned.Then()
-		}
-		if canned.Delay > 0 {
-			select {
-			case <-time.After(canned.Delay):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		for k, v := range canned.Header {
-			w.Header().Set(k, v)
-		}
-		if canned.AfterBody != "" {
-			w.Header().Set("Content-Length", strconv.Itoa(len(canned.Body)))
-		}
-		w.WriteHeader(canned.Status)
-		_, _ = w.Write([]byte(canned.Body))
-		if canned.AfterBody != "" {
-			rc := http.NewResponseController(w)
-			_ = rc.Flush()
-			if conn, _, err := rc.Hijack(); err == nil {
-				_, _ = conn.Write([]byte(canned.AfterBody))
-				time.Sleep(100 * time.Millisecond) // for the client to find it on an idle connection
-				conn.Close()
-			}
-		}
+		writeCanned(w, r, canned)
 		return
 	}
 	s.config.RLock()
@@ -396,4 +373,35 @@ func newGUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// writeCanned answers r with the canned response c (see [Response]).
+func writeCanned(w http.ResponseWriter, r *http.Request, c *Response) {
+	if c.Then != nil {
+		c.Then()
+	}
+	if c.Delay > 0 {
+		select {
+		case <-time.After(c.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	for k, v := range c.Header {
+		w.Header().Set(k, v)
+	}
+	if c.AfterBody != "" {
+		w.Header().Set("Content-Length", strconv.Itoa(len(c.Body)))
+	}
+	w.WriteHeader(c.Status)
+	_, _ = w.Write([]byte(c.Body))
+	if c.AfterBody != "" {
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		if conn, _, err := rc.Hijack(); err == nil {
+			_, _ = conn.Write([]byte(c.AfterBody))
+			time.Sleep(100 * time.Millisecond) // for the client to find it on an idle connection
+			conn.Close()
+		}
+	}
 }
