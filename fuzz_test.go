@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -200,6 +201,75 @@ func FuzzEscapeControl(f *testing.F) {
 			return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
 		}) && got != s {
 			t.Fatalf("escapeControl(%q) = %q: changed printable text", s, got)
+		}
+	})
+}
+
+// FuzzArcChallenge: whatever Azure Arc's challenge (WWW-Authenticate) says, a key file is accepted
+// only directly in the token directory, as a .key file, with no "." or ".." in its path; and the
+// refusal is one line.
+func FuzzArcChallenge(f *testing.F) {
+	dir := "/var/opt/azcmagent/tokens"
+	for _, s := range []string{"Basic realm=" + dir + "/a.key", "Basic realm=/etc/shadow", "basic realm=" + dir + "/../x.key",
+		"Basic realm=" + dir + "/a.key\n", "Bearer realm=x", "Basic realm=", "Basic  realm=" + dir + "/.key", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, challenge string) {
+		path, err := arcKeyPath(challenge)
+		if err == nil {
+			err = arcKeyFile(path, dir)
+		}
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("refusal is not one line: %q", err)
+			}
+			return
+		}
+		if filepath.Dir(path) != dir || filepath.Ext(path) != ".key" || filepath.Clean(path) != path || strings.Contains(path, "..") {
+			t.Fatalf("accepted %q from %q", path, challenge)
+		}
+	})
+}
+
+// FuzzManagedIdentityResponse: whatever a managed identity endpoint answers, interpret never panics,
+// succeeds only with an access token, never puts the access token into an error, and its error is one
+// line of bounded length.
+func FuzzManagedIdentityResponse(f *testing.F) {
+	token, err := entratest.SignToken(map[string]any{"aud": "x"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(200, "", `{"access_token":"`+token+`","token_type":"Bearer","expires_on":"1506484173"}`)
+	f.Add(200, "", `{"access_token":"`+token+`","expires_on":"06/19/2019 23:42:01 +00:00","expires_in":3599}`)
+	f.Add(400, "", `{"error":"invalid_request","error_description":"Identity not found"}`)
+	f.Add(500, "", `{"statusCode":500,"message":"An unexpected error occured while fetching the AAD Token."}`)
+	f.Add(410, "", `<html>updating</html>`)
+	f.Add(429, "5", `{"error":"invalid_request","error_description":"Temporarily throttled, too many requests"}`)
+	f.Add(502, "", "\x1b[31mBad Gateway")
+	f.Fuzz(func(t *testing.T, status int, retryAfter, body string) {
+		if status < 100 || status > 999 {
+			return
+		}
+		u, _ := url.Parse("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01")
+		resp := &http.Response{StatusCode: status, Header: http.Header{"Retry-After": {retryAfter}, "Content-Type": {"application/json"}},
+			Body: io.NopCloser(strings.NewReader(body)), Request: &http.Request{URL: u}}
+		for _, host := range []miHost{hostIMDS, hostAppService, hostArc, hostServiceFabric} {
+			s := &managedIdentitySource{id: miSelector{"client_id", "5a0f7e1b-aaaa-4bbb-8ccc-000000000003"}, host: host, endpoint: u}
+			tr, err := s.interpret(host, resp, []byte(body))
+			if err == nil {
+				if tr.AccessToken == "" {
+					t.Fatal("success without an access token")
+				}
+				continue
+			}
+			if len(err.Error()) > maxErrorText || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("error is %d bytes or not one line: %q", len(err.Error()), err)
+			}
+			m, jsonErr := decodeTokenResponse([]byte(body))
+			quoted := m.Code + m.Description + m.TraceID + m.CorrelationID + m.Timestamp
+			if jsonErr == nil && len(m.AccessToken) >= 6 && strings.Contains(err.Error(), m.AccessToken) && !strings.Contains(quoted, m.AccessToken) {
+				t.Fatalf("error %q holds the access token", err)
+			}
 		}
 	})
 }

@@ -34,7 +34,9 @@ func TestMain(m *testing.M) {
 	os.Setenv("SSL_CERT_FILE", caFile)
 	os.Unsetenv("SSL_CERT_DIR")
 	retryBaseDelay = 20 * time.Millisecond
-	// Azure Arc's agent files, in the test's directory (see managedidentity_test.go).
+	// IMDS at a loopback port where nothing listens, so that no test can reach 169.254.169.254, and
+	// Azure Arc's agent files in the test's directory (see managedidentity_test.go).
+	imdsDefaultHost = "http://127.0.0.1:9"
 	arcTokenDir = filepath.Join(dir, "azcmagent", "tokens")
 	arcAgentFile = filepath.Join(dir, "azcmagent", "himds")
 	if err := os.MkdirAll(arcTokenDir, 0o700); err != nil {

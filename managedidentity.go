@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // Managed identity (ENTRA_MANAGED_IDENTITY): the Azure host's own identity endpoint hands out tokens
@@ -33,7 +35,6 @@ import (
 // Protocol constants of the managed identity endpoints (MSAL Go, above; IMDS:
 // https://learn.microsoft.com/en-us/entra/identity/managed-identities-azure-resources/how-to-use-vm-token).
 const (
-	imdsDefaultHost         = "http://169.254.169.254"
 	imdsTokenPath           = "/metadata/identity/oauth2/token"
 	imdsAPIVersion          = "2018-02-01"
 	appServiceAPIVersion    = "2019-08-01"
@@ -44,12 +45,15 @@ const (
 	imdsAttempts            = 16   // at most; BEARER_TOKEN_TIMEOUT ends them sooner
 )
 
-// The Azure Arc agent's files on Linux (MSAL Go's linuxHimdsPath and linuxTokenPath). They are
-// variables only so that tests can point them into a temporary directory; nothing in the environment
-// can change them, so that no variable can make the program read another directory's files.
+// IMDS's address and the Azure Arc agent's files on Linux (MSAL Go's imdsDefaultEndpoint,
+// linuxHimdsPath and linuxTokenPath). They are variables only so that tests can point them at a dead
+// loopback port and into a temporary directory (no test may ever reach 169.254.169.254); nothing in
+// the environment can change them, so that no variable can make the program read another directory's
+// files. AZURE_POD_IDENTITY_AUTHORITY_HOST is the documented way to point IMDS elsewhere.
 var (
-	arcAgentFile = "/opt/azcmagent/bin/himds"
-	arcTokenDir  = "/var/opt/azcmagent/tokens"
+	imdsDefaultHost = "http://169.254.169.254"
+	arcAgentFile    = "/opt/azcmagent/bin/himds"
+	arcTokenDir     = "/var/opt/azcmagent/tokens"
 )
 
 // miHost is the kind of managed identity endpoint.
@@ -319,7 +323,40 @@ func (s *managedIdentitySource) token(ctx context.Context, client *http.Client, 
 		}
 		return nil, err
 	}
-	return s.interpret(host, resp, body)
+	tr, err := s.interpret(host, resp, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkIdentity(host, tr.AccessToken); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// checkIdentity refuses a token for another identity than the user-assigned one ENTRA_MANAGED_IDENTITY
+// selects, as an endpoint that ignored the selector (a wrong spelling, an agent that cannot choose)
+// would hand out: the token's "appid" (client ID), "oid" (object ID) or "xms_mirid" (resource ID),
+// when it has the claim, must be the selected one. It reads the claims without verifying the token,
+// as [checkToken] does; a token it cannot read is left to [checkToken].
+func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
+	if s.id.kind == "" {
+		return nil
+	}
+	claim := map[string]string{"client_id": "appid", "object_id": "oid", "resource_id": "xms_mirid"}[s.id.kind]
+	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
+	if err != nil {
+		return nil
+	}
+	var claims map[string]any
+	if parsed.UnsafeClaimsWithoutVerification(&claims) != nil {
+		return nil
+	}
+	got, ok := claims[claim].(string)
+	if !ok || strings.EqualFold(got, s.id.value) {
+		return nil
+	}
+	return fmt.Errorf("the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one; nothing was written",
+		host, claim, truncate(got, 2*maxField), s.id)
 }
 
 // withTransport returns a copy of client whose transport (an *http.Transport, as [newHTTPClient]'s
@@ -445,13 +482,16 @@ func arcKeyPath(challenge string) (string, error) {
 }
 
 // arcKeyFile reports an error, quoting path, unless path names a ".key" file directly in dir, the
-// agent's token directory: written as is, absolute, with no "." or ".." and no link followed (see
+// agent's token directory, whose name is letters, digits, "-" and "_" before ".key" (the agent names
+// them by GUID): written as is, absolute, with no "." or ".." and no link followed (see
 // [readArcKey]). A hostile listener on the agent's port must not make this program send it another
 // file's content.
 func arcKeyFile(path, dir string) error {
-	name := filepath.Base(path)
-	if !filepath.IsAbs(path) || filepath.Clean(path) != path || filepath.Dir(path) != dir ||
-		filepath.Ext(name) != ".key" || len(name) <= len(".key") {
+	stem, isKey := strings.CutSuffix(filepath.Base(path), ".key")
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || filepath.Dir(path) != dir || !isKey || stem == "" ||
+		strings.ContainsFunc(stem, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+		}) {
 		return fmt.Errorf("its challenge names the key file %q, not a .key file in %s", truncate(path, 2*maxField), dir)
 	}
 	return nil

@@ -373,6 +373,15 @@ func TestManagedIdentityRefusals(t *testing.T) {
 		miCase{name: "App Service user-assigned identity not found", kind: entratest.AppService, wantExit: 10, wantRequests: 1,
 			setup:   func(f *miFixture) { f.env["ENTRA_MANAGED_IDENTITY"] = "object_id=00000000-0000-4000-8000-000000000000" },
 			wantOut: []string{"is not assigned to this app"}},
+		miCase{name: "the endpoint ignores the selector and hands out the system-assigned identity", kind: entratest.IMDS, wantExit: 10, wantRequests: 1,
+			setup: func(f *miFixture) {
+				f.env["ENTRA_MANAGED_IDENTITY"] = "resource_id=" + entratest.UserIdentity.ResourceID
+				f.mi.Users = nil
+				f.mi.System = &entratest.ManagedIdentity{ClientID: entratest.SystemIdentity.ClientID, ObjectID: entratest.SystemIdentity.ObjectID,
+					ResourceID: "/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/vmss"}
+				f.mi.IgnoreSelector = true
+			},
+			wantOut: []string{`returned a token whose \"xms_mirid\" is`, "it ignored the selection"}},
 		miCase{name: "App Service 500 retried as Entra's", kind: entratest.AppService, wantRequests: 2,
 			setup: enqueue(jsonResponse(500, `{"statusCode":500,"message":"An unexpected error occured while fetching the AAD Token."}`))},
 		miCase{name: "Service Fabric certificate not the pinned one", kind: entratest.ServiceFabric, wantExit: 10, wantRequests: 0,
@@ -443,6 +452,9 @@ func TestArcKeyFileRule(t *testing.T) {
 	for path, ok := range map[string]bool{
 		dir + "/0a1b.key":          true,
 		dir + "/.key":              false,
+		dir + "/..key":             false,
+		dir + "/a b.key":           false,
+		dir + "/6f1c-a_B9.key":     true,
 		dir + "/0a1b.key.txt":      false,
 		dir + "/0a1b":              false,
 		dir + "/sub/0a1b.key":      false,

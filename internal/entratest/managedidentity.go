@@ -96,6 +96,9 @@ type MIServer struct {
 	// "iso" (ISO 8601 with seven fractional digits) or "none"; expires_in follows: a string, a number
 	// for "number", absent for "none".
 	ExpiresOn string
+	// IgnoreSelector makes the stand-in hand out the system-assigned identity whatever the request
+	// selects, as an endpoint does with a selector spelled its way.
+	IgnoreSelector bool
 	// Now is the stand-in's clock, nil for time.Now.
 	Now func() time.Time
 
@@ -323,6 +326,9 @@ func (m *MIServer) identity(q url.Values) (ManagedIdentity, bool) {
 			}
 		}
 		return ManagedIdentity{}, false
+	}
+	if m.IgnoreSelector {
+		q = url.Values{}
 	}
 	if v := q.Get("client_id"); v != "" {
 		return match(func(u ManagedIdentity) string { return u.ClientID }, v)
