@@ -62,6 +62,10 @@ func serveManagedIdentity(dir string) (*entratest.MIServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The user-assigned identity deploy/managed-identity.yaml selects, by its placeholder client ID,
+	// for .ci/podman-check, which runs that manifest against this stand-in.
+	imds.Users = append(imds.Users, entratest.ManagedIdentity{ClientID: "00000000-0000-0000-0000-000000000000",
+		ObjectID: "00000000-0000-0000-0000-00000000000b", ResourceID: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/prometheus-reader"})
 	var b []byte
 	for _, kv := range managedIdentityEnv(imds.URL, filepath.Join(dir, "token-managed-identity")) {
 		b = fmt.Appendf(b, "export %s='%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", `'\''`))

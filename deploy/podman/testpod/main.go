@@ -3,7 +3,7 @@
 // listed on standard error. It reads the manifest with the same strict decoding as the tests and
 // writes a Pod to standard output.
 //
-//	testpod -image REF -reader REF -authority URL -ca FILE -secret NAME=DIR... MANIFEST
+//	testpod -image REF -reader REF -authority URL -ca FILE [-imds URL] -secret NAME=DIR... MANIFEST
 //
 // The changes:
 //   - kind: the pod template of a CronJob, Job or Deployment becomes a Pod (podman 4.3 plays Pods and
@@ -12,7 +12,8 @@
 //   - hostNetwork: true, so that the pod reaches the Entra stand-in on 127.0.0.1;
 //   - the azure-rest-api-token containers run -image (the image built from this tree), with
 //     AZURE_AUTHORITY_HOST set to the stand-in and SSL_CERT_FILE to its CA, mounted read-only from a
-//     hostPath;
+//     hostPath; or, with managed identity (ENTRA_MANAGED_IDENTITY), AZURE_POD_IDENTITY_AUTHORITY_HOST
+//     set to -imds, the IMDS stand-in;
 //   - every other container (the app, the data forwarder) runs -reader instead, with the same user,
 //     mounts and securityContext, and arguments telling it which file to read and the audience to
 //     expect (taken from the token container's BEARER_TOKEN_FILE, mapped through the shared volume,
@@ -59,6 +60,7 @@ func main() {
 	readerArgs := flag.String("reader-args", "", "extra arguments for the reader, space-separated")
 	authority := flag.String("authority", "", "AZURE_AUTHORITY_HOST: the Entra stand-in")
 	ca := flag.String("ca", "", "host path of the stand-in's CA certificate (PEM)")
+	imds := flag.String("imds", "", "AZURE_POD_IDENTITY_AUTHORITY_HOST: the IMDS stand-in, for managed identity")
 	sec := secrets{}
 	flag.Var(sec, "secret", "`NAME=DIR`: the host directory laid out as Secret NAME (repeatable)")
 	flag.Parse()
@@ -66,7 +68,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: testpod -image REF -reader REF -authority URL -ca FILE -secret NAME=DIR... MANIFEST")
 		os.Exit(2)
 	}
-	pod, err := transform(flag.Arg(0), *image, *reader, strings.Fields(*readerArgs), *authority, *ca, sec)
+	pod, err := transform(flag.Arg(0), *image, *reader, strings.Fields(*readerArgs), *authority, *ca, *imds, sec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testpod:", err)
 		os.Exit(1)
@@ -97,7 +99,7 @@ func emit(obj any) {
 
 func note(format string, args ...any) { fmt.Fprintf(os.Stderr, "testpod: "+format+"\n", args...) }
 
-func transform(file, image, reader string, readerArgs []string, authority, ca string, sec secrets) (*corev1.Pod, error) {
+func transform(file, image, reader string, readerArgs []string, authority, ca, imds string, sec secrets) (*corev1.Pod, error) {
 	objs, err := deploy.DecodeFile(file)
 	if err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func transform(file, image, reader string, readerArgs []string, authority, ca st
 		pod.ObjectMeta = metav1.ObjectMeta{Name: name, Labels: meta.Labels, Annotations: meta.Annotations}
 		pod.Spec = *spec.DeepCopy()
 		note("%s: the pod of %s %q, as Pod %q", file, obj.GetObjectKind().GroupVersionKind().Kind, name, name)
-		return pod, edit(&pod.Spec, image, reader, readerArgs, authority, ca, sec)
+		return pod, edit(&pod.Spec, image, reader, readerArgs, authority, ca, imds, sec)
 	}
 	return nil, fmt.Errorf("%s: no pod template", file)
 }
@@ -128,7 +130,7 @@ func env(c *corev1.Container, name string) string {
 	return ""
 }
 
-func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, authority, ca string, sec secrets) error {
+func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, authority, ca, imds string, sec secrets) error {
 	if spec.RestartPolicy != corev1.RestartPolicyNever {
 		note("restartPolicy %q (empty: Always) -> Never: a reader that has finished is not restarted", spec.RestartPolicy)
 		spec.RestartPolicy = corev1.RestartPolicyNever
@@ -163,15 +165,23 @@ func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, autho
 			note("container %q: image %s -> %s", c.Name, c.Image, image)
 			c.Image = image
 			c.ImagePullPolicy = corev1.PullIfNotPresent
+			tokenFile, audience, tokenMounts = env(c, "BEARER_TOKEN_FILE"), env(c, "BEARER_TOKEN_AUDIENCE"), c.VolumeMounts
+			if audience == "" {
+				audience = env(c, "AZURE_RESOURCE")
+			}
+			if env(c, "ENTRA_MANAGED_IDENTITY") != "" {
+				if imds == "" {
+					return fmt.Errorf("container %q: managed identity, but no -imds", c.Name)
+				}
+				c.Env = append(c.Env, corev1.EnvVar{Name: "AZURE_POD_IDENTITY_AUTHORITY_HOST", Value: imds})
+				note("container %q: + AZURE_POD_IDENTITY_AUTHORITY_HOST=%s (managed identity: the IMDS stand-in)", c.Name, imds)
+				continue
+			}
 			c.Env = append(c.Env,
 				corev1.EnvVar{Name: "AZURE_AUTHORITY_HOST", Value: authority},
 				corev1.EnvVar{Name: "SSL_CERT_FILE", Value: caMount + "/ca.pem"})
 			note("container %q: + AZURE_AUTHORITY_HOST=%s, SSL_CERT_FILE=%s/ca.pem (hostPath %s, read-only)", c.Name, authority, caMount, path.Dir(ca))
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "entra-standin-ca", MountPath: caMount, ReadOnly: true})
-			tokenFile, audience, tokenMounts = env(c, "BEARER_TOKEN_FILE"), env(c, "BEARER_TOKEN_AUDIENCE"), c.VolumeMounts
-			if audience == "" {
-				audience = env(c, "AZURE_RESOURCE")
-			}
 		}
 	}
 	if tokenFile == "" {
