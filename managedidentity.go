@@ -229,7 +229,10 @@ func (s *managedIdentitySource) checkSelector(host miHost) error {
 func parseEndpoint(name, v string, schemes ...string) (*url.URL, error) {
 	u, err := url.Parse(v)
 	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.User != nil || u.Fragment != "" {
-		return nil, fmt.Errorf("%s %q: want an %s URL with a host", name, redactUserinfo(truncate(v, 256)), strings.Join(schemes, " or "))
+		if err == nil && u.User == nil {
+			return nil, fmt.Errorf("%s %q: want an %s URL with a host", name, truncate(v, 256), strings.Join(schemes, " or "))
+		}
+		return nil, fmt.Errorf("%s: want an %s URL with a host, and no user information", name, strings.Join(schemes, " or "))
 	}
 	return u, nil
 }
@@ -506,7 +509,7 @@ func readArcKey(path string) (string, error) {
 		return "", pathErr(err)
 	}
 	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("not a regular file (%s)", fileKind(info.Mode()))
+		return "", fmt.Errorf("not a regular file (%s)", info.Mode().Type())
 	}
 	if info.Size() > maxArcKeySize {
 		return "", fmt.Errorf("larger than %d bytes", maxArcKeySize)

@@ -438,7 +438,7 @@ func TestArcKeyFile(t *testing.T) {
 		{name: "larger than 4096 bytes", kind: entratest.Arc, wantExit: 1, wantRequests: 1, setup: challenge(large),
 			wantOut: []string{"larger than 4096 bytes"}},
 		{name: "a symbolic link to a file elsewhere", kind: entratest.Arc, wantExit: 1, wantRequests: 1, setup: challenge(link),
-			wantOut: []string{"not a regular file (symbolic link)"}, notOut: []string{"s3cret-outside"}},
+			wantOut: []string{"not a regular file (L"}, notOut: []string{"s3cret-outside"}},
 		{name: "no challenge", kind: entratest.Arc, wantExit: 10, wantRequests: 1,
 			setup:   func(f *miFixture) { f.mi.Enqueue(jsonResponse(200, `{}`)) },
 			wantOut: []string{"answered 200 OK to the first request, want 401 with a challenge"}},
@@ -523,6 +523,8 @@ func TestManagedIdentityConfig(t *testing.T) {
 			wantOut: []string{"IDENTITY_ENDPOINT", "want an https URL"}},
 		miCase{name: "Service Fabric thumbprint", kind: entratest.ServiceFabric, wantExit: 1, setup: set("IDENTITY_SERVER_THUMBPRINT", "abc"),
 			wantOut: []string{"IDENTITY_SERVER_THUMBPRINT: want the SHA-1 thumbprint"}},
+		miCase{name: "App Service endpoint with a password", kind: entratest.AppService, wantExit: 1, setup: set("IDENTITY_ENDPOINT", "http://user:pa55word@127.0.0.1:1/"),
+			wantOut: []string{"IDENTITY_ENDPOINT: want an http or https URL with a host, and no user information"}, notOut: []string{"pa55word"}},
 		miCase{name: "App Service endpoint not a URL", kind: entratest.AppService, wantExit: 1, setup: set("IDENTITY_ENDPOINT", "localhost:8081"),
 			wantOut: []string{"IDENTITY_ENDPOINT"}},
 	)
