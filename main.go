@@ -200,7 +200,8 @@
 //	    network error, or retries ran out; in refresh mode also: the current token expired without a
 //	    renewal
 //	11  writing the token file failed
-//	12  the token was rejected by the checks
+//	12  the token was rejected by the checks (managed identity: also a token for another identity than
+//	    the user-assigned one selected)
 package main
 
 import (

@@ -340,7 +340,8 @@ func (s *managedIdentitySource) token(ctx context.Context, client *http.Client, 
 // selects, as an endpoint that ignored the selector (a wrong spelling, an agent that cannot choose)
 // would hand out: the token's "appid" (client ID), "oid" (object ID) or "xms_mirid" (resource ID),
 // when it has the claim, must be the selected one. It reads the claims without verifying the token,
-// as [checkToken] does; a token it cannot read is left to [checkToken].
+// as [checkToken] does; a token it cannot read is left to [checkToken]. Its error has exit status 12,
+// as [checkToken]'s do.
 func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
 	if s.id.kind == "" {
 		return nil
@@ -358,8 +359,8 @@ func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
 	if !ok || strings.EqualFold(got, s.id.value) {
 		return nil
 	}
-	return fmt.Errorf("the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one; nothing was written",
-		host, claim, truncate(got, 2*maxField), s.id)
+	return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one",
+		host, claim, truncate(got, 2*maxField), s.id))
 }
 
 // withTransport returns a copy of client whose transport (an *http.Transport, as [newHTTPClient]'s

@@ -373,7 +373,7 @@ func TestManagedIdentityRefusals(t *testing.T) {
 		miCase{name: "App Service user-assigned identity not found", kind: entratest.AppService, wantExit: 10, wantRequests: 1,
 			setup:   func(f *miFixture) { f.env["ENTRA_MANAGED_IDENTITY"] = "object_id=00000000-0000-4000-8000-000000000000" },
 			wantOut: []string{"is not assigned to this app"}},
-		miCase{name: "the endpoint ignores the selector and hands out the system-assigned identity", kind: entratest.IMDS, wantExit: 10, wantRequests: 1,
+		miCase{name: "the endpoint ignores the selector and hands out the system-assigned identity", kind: entratest.IMDS, wantExit: 12, wantRequests: 1,
 			setup: func(f *miFixture) {
 				f.env["ENTRA_MANAGED_IDENTITY"] = "resource_id=" + entratest.UserIdentity.ResourceID
 				f.mi.Users = nil
