@@ -205,7 +205,7 @@ func main() {
 	// it for a server's stray bytes, which might hold a token. Nothing in this program uses it.
 	log.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args, os.Getenv, os.Stdout)
+	err := run(ctx, os.Args, os.Getenv, variableNames(os.Environ()), os.Stdout)
 	stop()
 	if err != nil {
 		if _, probe := errors.AsType[*checkFailure](err); !probe {
@@ -215,12 +215,24 @@ func main() {
 	}
 }
 
+// variableNames returns the names of environ's "NAME=value" entries, in order.
+func variableNames(environ []string) []string {
+	names := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	return names
+}
+
 // run is the whole program: args are the command line (args[0] is the program name), getenv the only
-// source of configuration, stdout where the manual, the version, -check's line or the log goes. It
+// source of configuration, names the names of the variables set in the environment (for warnings about
+// unknown ones: getenv cannot list them), stdout where the manual, the version, -check's line or the
+// log goes. It
 // returns nil when the token file was written (in refresh mode: when it stopped on ctx's end after
 // that), or when -check passed; and otherwise an error whose exit status [exitStatus] finds, after
 // logging it.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, names []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("azure-rest-api-token", flag.ContinueOnError)
 	flags.SetOutput(stdout)
 	flags.Usage = func() {} // -help prints the manual below; an error, only the synopsis
@@ -239,6 +251,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintf(stdout, "azure-rest-api-token: %s\n%s\n", escapeControl(err.Error()), synopsis)
 		return withExit(exitConfig, err)
 	}
+	if *showVersion && *check {
+		err := errors.New("command line: -check and -version are two modes: give one")
+		fmt.Fprintf(stdout, "azure-rest-api-token: %s\n%s\n", err, synopsis)
+		return withExit(exitConfig, err)
+	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "azure-rest-api-token", programVersion())
 		return nil
@@ -251,6 +268,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer out.close() // a job abandoned by untilDone writes no more
 	log, logErr := newLogger(out, getenv("LOG_FORMAT"))
 	err := logErr
+	for _, w := range unknownVariables(names) {
+		log.Warn(w)
+	}
 	if err == nil {
 		err = untilDone(ctx, func() error { return getToken(ctx, getenv, log) })
 	}

@@ -95,7 +95,7 @@ func TestCheck(t *testing.T) {
 			var read []string
 			getenv := func(k string) string { read = append(read, k); return env[k] }
 			var out bytes.Buffer
-			err := run(t.Context(), []string{"azure-rest-api-token", "-check"}, getenv, &out)
+			err := run(t.Context(), []string{"azure-rest-api-token", "-check"}, getenv, nil, &out)
 			t.Logf("output: %s", out.String())
 			if got := exitStatus(err); got != tc.wantExit {
 				t.Errorf("exit status %d, want %d (%v)", got, tc.wantExit, err)

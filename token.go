@@ -92,7 +92,7 @@ func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *s
 		who = append([]any{"display_name", id.displayName}, who...)
 	}
 	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, who,
-		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint, "proxy", proxyFor(endpoint)})...)
+		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint, "proxy", proxyFor(endpoint)}, cfg.modeAttrs())...)
 	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
 	if err != nil {
 		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
