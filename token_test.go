@@ -438,7 +438,8 @@ func runCases() []runCase {
 			setup: func(f *fixture) { mustDo(f.t, os.Symlink(filepath.Join(f.dir, "nowhere"), f.tokenFile)) }},
 		{name: "service principal file missing", wantExit: 1, setup: func(f *fixture) { mustDo(f.t, os.Remove(f.spFile)) },
 			wantOut: []string{"reading service principal", "no such file"}},
-		{name: "service principal path is a directory", wantExit: 1, setup: func(f *fixture) { f.env["ENTRA_SERVICE_PRINCIPAL"] = f.dir }},
+		{name: "service principal path is a directory", wantExit: 1, setup: func(f *fixture) { f.env["ENTRA_SERVICE_PRINCIPAL"] = f.dir },
+			wantOut: []string{`: a directory, not a file: name the file inside it, such as \"`, `/serviceprincipal.json\"`}, notOut: []string{"d---------"}},
 
 		// Invalid service principal file: exit 2, before any request.
 		{name: "not JSON", wantExit: 2, setup: spBytes([]byte(`appId=x password=` + entratest.DefaultSecret)), wantOut: []string{"not valid JSON"}},
@@ -607,7 +608,7 @@ func runCases() []runCase {
 		// The file cannot be written: exit 11, before any request.
 		{name: "token directory missing", wantExit: 11,
 			setup:   func(f *fixture) { f.env["BEARER_TOKEN_FILE"] = filepath.Join(f.dir, "missing", "token") },
-			wantOut: []string{"creating token file in", "no such file"}},
+			wantOut: []string{"creating token file in", "no such file or directory: the directory does not exist: mount a volume there, such as an emptyDir"}},
 	}
 	for _, secret := range []struct{ what, value string }{
 		{"spaces", "with spaces  in it "},
