@@ -24,7 +24,13 @@
 //     sets them.
 //
 // Two credentials configured at once (a secret and a certificate, or a service principal file and a
-// federated token) is an error, not a guess.
+// federated token) is an error, not a guess. AZURE_CLIENT_SECRET (azidentity's environment credential)
+// is not read: set without ENTRA_SERVICE_PRINCIPAL it is an error that says to put the secret in a
+// service principal file.
+//
+// A set variable starting with BEARER_TOKEN_ or ENTRA_ that is not one of those below draws a warning
+// naming the closest one. The start-up log line gives the mode (one-shot or refresh) and whether a file
+// at BEARER_TOKEN_FILE is replaced.
 //
 // Credential variables:
 //
@@ -141,13 +147,18 @@
 //	1   configuration: an environment variable is missing or invalid, the token file already exists,
 //	    or a credential file (service principal, certificate, federated token) cannot be read, or a
 //	    file system call did not return before the deadline or a signal (a hung FUSE or network mount)
-//	2   the service principal file or the certificate is not valid
+//	2   the service principal file, the certificate or the federated token is not valid (a placeholder
+//	    or an appId that is not a GUID included)
 //	3   -check: the token file is missing, not a regular file, empty, not a JWT, for another audience,
 //	    or expires within BEARER_TOKEN_MIN_VALIDITY
 //	10  the token request failed: Entra refused it, an HTTP or network error, or retries ran out; in
 //	    refresh mode also: the current token expired without a renewal
 //	11  writing the token file failed
 //	12  the token was rejected by the checks
+//
+// SIGTERM or SIGINT before the token was written gives the status of the step it stopped: 10 in the
+// request or a wait between retries, 1 while reading the environment or credentials or stuck in a file
+// system call, 11 while writing. -check with -version is an error (1).
 package main
 
 import (
