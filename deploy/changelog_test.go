@@ -11,8 +11,8 @@ import (
 )
 
 // TestChangelogPins: CHANGELOG.md lists versions newest first, under "## X.Y.Z" headings after an
-// optional "## Unreleased", and every reference to the image in the shipped manifests and the README
-// pins the newest version it names (issue 14, item 19).
+// optional "## Unreleased", and every reference to the image in the shipped manifests, the README and
+// the demo (which prints how to run the image) pins the newest version it names (issue 14, item 19).
 func TestChangelogPins(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "CHANGELOG.md"))
 	if err != nil {
@@ -28,7 +28,7 @@ func TestChangelogPins(t *testing.T) {
 	}
 	pin := regexp.MustCompile(`densify/azure-rest-api-token:([0-9A-Za-z.+-]+)`)
 	n := 0
-	for _, f := range append(files, filepath.Join("..", "README.md")) {
+	for _, f := range append(files, filepath.Join("..", "README.md"), filepath.Join("..", "demo", "main.go")) {
 		text, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
