@@ -26,6 +26,13 @@ const maxTokenType = 16
 // the server's to write.
 const maxAudiences = 4
 
+// issued is a token that was checked and published: its claims, and when it was received by the
+// job's clock, from which its renewal is scheduled.
+type issued struct {
+	tokenClaims
+	received time.Time
+}
+
 // tokenClaims is what the checks learned from the access token: the "aud" value that matched the
 // expected audience and the "exp" time.
 type tokenClaims struct {

@@ -30,8 +30,10 @@ type config struct {
 	fileMode  fs.FileMode // BEARER_TOKEN_FILE_MODE, permission bits only
 	authority *url.URL    // AZURE_AUTHORITY_HOST, https, path ending in "/"
 	timeout   time.Duration
-	refresh   bool // BEARER_TOKEN_REFRESH: keep the token fresh (refresh.go) instead of exiting
-	replace   bool // a regular file at tokenFile is replaced: BEARER_TOKEN_FILE_REPLACE, or refresh
+	caFile    string // SSL_CERT_FILE, checked by [checkTrustedCAs]
+	caDirs    string // SSL_CERT_DIR, likewise
+	refresh   bool   // BEARER_TOKEN_REFRESH: keep the token fresh (refresh.go) instead of exiting
+	replace   bool   // a regular file at tokenFile is replaced: BEARER_TOKEN_FILE_REPLACE, or refresh
 }
 
 // withTimeout returns ctx bounded by BEARER_TOKEN_TIMEOUT, with a cause that names the variable: for
@@ -110,7 +112,7 @@ func (c config) modeAttrs() []any {
 }
 
 // loadConfig reads and checks the environment variables through getenv, but for those of the credential
-// (see [loadCredential]) and SSL_CERT_FILE and SSL_CERT_DIR (see [checkTrustedCAs]), without touching
+// (see [loadSource]), and keeps SSL_CERT_FILE and SSL_CERT_DIR for [checkTrustedCAs], without touching
 // the network or the file system: it runs before BEARER_TOKEN_TIMEOUT is known, so nothing here may
 // wait on a hung mount. Its error names every variable that is wrong, in one message, and carries exit
 // status 1.
@@ -121,6 +123,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		tokenFile: getenv("BEARER_TOKEN_FILE"),
 		fileMode:  defaultFileMode,
 		timeout:   defaultTimeout,
+		caFile:    getenv("SSL_CERT_FILE"),
+		caDirs:    getenv("SSL_CERT_DIR"),
 	}
 	var errs []error
 	if err := checkCredentialVariables(getenv); err != nil {
@@ -212,14 +216,6 @@ func checkResource(resource string) error {
 func checkPath(path string) error {
 	if strings.ContainsFunc(path, func(r rune) bool { return r < ' ' || r == 0x7f }) || strings.TrimSpace(path) != path {
 		return errors.New("holds control characters or surrounding white space")
-	}
-	return nil
-}
-
-// checkPrintable reports an error if s holds white space or control characters.
-func checkPrintable(s string) error {
-	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return errors.New("holds white space or control characters")
 	}
 	return nil
 }
@@ -355,16 +351,16 @@ func redactUserinfo(s string) string {
 // about 220 KB.
 const maxCABundle = 16 << 20
 
-// checkTrustedCAs returns an error with exit status 1 if SSL_CERT_FILE is set but is not a readable
-// file holding a PEM certificate, or if SSL_CERT_DIR is set but one of its directories (":"-separated)
+// checkTrustedCAs returns an error with exit status 1 if file, SSL_CERT_FILE, is set but is not a readable
+// file holding a PEM certificate, or if dirs, SSL_CERT_DIR, is set but one of its directories (":"-separated)
 // is missing or not a directory; nil if both are fine. crypto/x509 ignores both then, and the run would
 // fail later with advice to set what is already set. It reads files, so it runs within
 // BEARER_TOKEN_TIMEOUT ([oneShot]), not in [loadConfig]. On Linux crypto/x509 reads SSL_CERT_FILE in
 // place of the system's bundle file but still every file in /etc/ssl/certs (or in SSL_CERT_DIR, when
 // set): SSL_CERT_FILE adds CAs.
-func checkTrustedCAs(getenv func(string) string) error {
+func checkTrustedCAs(file, dirs string) error {
 	var errs []error
-	if file := getenv("SSL_CERT_FILE"); file != "" {
+	if file != "" {
 		data, err := readRegularFile(file, maxCABundle, fmt.Errorf("larger than %d bytes", maxCABundle))
 		switch {
 		case err != nil:
@@ -373,7 +369,7 @@ func checkTrustedCAs(getenv func(string) string) error {
 			errs = append(errs, fmt.Errorf("SSL_CERT_FILE %q: holds no PEM certificate (-----BEGIN CERTIFICATE-----)", file))
 		}
 	}
-	if dirs := getenv("SSL_CERT_DIR"); dirs != "" {
+	if dirs != "" {
 		for dir := range strings.SplitSeq(dirs, ":") {
 			if dir == "" {
 				continue

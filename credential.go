@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -158,6 +160,14 @@ func jsonError(err error) error {
 	return errors.New("not valid JSON")
 }
 
+// checkPrintable reports an error if s holds white space or control characters.
+func checkPrintable(s string) error {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return errors.New("holds white space or control characters")
+	}
+	return nil
+}
+
 // checkTenant reports an error unless tenant is a tenant ID or a domain name: ASCII letters, digits,
 // "." and "-", the rule the Azure SDK for Go applies before putting it in a URL path (azidentity's
 // validTenantID), and starting with a letter or digit, so that "." and ".." cannot climb the path;
@@ -179,6 +189,32 @@ func checkTenant(tenant string) error {
 		return errors.New(`attribute "tenant" must be a tenant ID or domain name: a GUID, 8-4-4-4-12 hexadecimal digits, or a domain such as contoso.onmicrosoft.com`)
 	}
 	return nil
+}
+
+// source is one way of getting an access token: a credential for Entra ID (client secret, certificate,
+// federated token) or managed identity. [loadSource] builds the one the environment configures, once;
+// the job and the renewal loop hold it without knowing which it is. A source reads its files (service
+// principal file, certificate, federated token) again at every attempt, so that one the kubelet
+// rotated is used at once. Its methods never put a secret, key, assertion or token in an error or in
+// what they describe.
+type source interface {
+	// check reads and checks the credential at now, before any request, and describes it for the
+	// log. Its errors carry exit status 1 (unreadable files, environment) or 2 (invalid credential).
+	check(now time.Time) (sourceInfo, error)
+	// token makes one attempt at an access token at now: it reads the credential again and sends one
+	// request with client (managed identity's Azure Arc, two: its challenge and the answer). An error
+	// that another attempt may mend is a [*retryable].
+	token(ctx context.Context, client *http.Client, now time.Time) (*tokenResponse, error)
+}
+
+// sourceInfo describes a source for the log: never anything secret.
+type sourceInfo struct {
+	who          []any  // whom the token is for (display_name, client_id), on the start-up and the written lines
+	attrs        []any  // the tenant and the credential's kind and identifiers, on the start-up line
+	endpoint     string // where the request goes
+	proxy        string // the proxy to it, "none" for a direct connection
+	warning      string // logged before the request, with warningAttrs, when not ""
+	warningAttrs []any
 }
 
 // credential proves the client's identity to Entra ID in a token request. Its methods never return
@@ -203,39 +239,108 @@ type identity struct {
 	displayName string // "" for workload identity, which has no service principal file
 }
 
-// loadCredential picks the credential from the environment, reads it and checks it, before any
-// request: a service principal file (ENTRA_SERVICE_PRINCIPAL) with a client secret or, with
-// "password": null, a certificate (AZURE_CLIENT_CERTIFICATE_PATH, else fileWithCertAndPrivateKey);
-// or, without ENTRA_SERVICE_PRINCIPAL, workload identity federation (AZURE_CLIENT_ID, AZURE_TENANT_ID,
+// loadSource returns the source the environment configures, reading nothing but the environment
+// (files are read by the source, within BEARER_TOKEN_TIMEOUT): a service principal file
+// (ENTRA_SERVICE_PRINCIPAL) with a client secret or, with "password": null, a certificate
+// (AZURE_CLIENT_CERTIFICATE_PATH, else fileWithCertAndPrivateKey); or, without
+// ENTRA_SERVICE_PRINCIPAL, workload identity federation (AZURE_CLIENT_ID, AZURE_TENANT_ID,
 // AZURE_FEDERATED_TOKEN_FILE), as the Azure Workload Identity webhook sets them. It refuses to guess
-// when two are configured. Errors carry exit status 1 (environment, unreadable files) or 2 (invalid
-// credential).
-func loadCredential(getenv func(string) string, now time.Time) (identity, credential, error) {
+// when two are configured. Errors carry exit status 1.
+func loadSource(getenv func(string) string, authority *url.URL, resource string) (source, error) {
 	if err := checkCredentialVariables(getenv); err != nil {
-		return identity{}, nil, withExit(exitConfig, err)
+		return nil, withExit(exitConfig, err)
 	}
-	spFile := getenv("ENTRA_SERVICE_PRINCIPAL")
-	certFile := getenv("AZURE_CLIENT_CERTIFICATE_PATH")
-	if spFile == "" {
-		return loadWorkloadIdentity(getenv)
+	app := entraApp{authority: authority, resource: resource}
+	if path := getenv("ENTRA_SERVICE_PRINCIPAL"); path != "" {
+		return &servicePrincipalSource{app: app, path: path, certFile: getenv("AZURE_CLIENT_CERTIFICATE_PATH")}, nil
 	}
-	sp, err := readServicePrincipal(spFile)
+	return &workloadIdentitySource{app: app, clientID: getenv("AZURE_CLIENT_ID"), tenant: getenv("AZURE_TENANT_ID"),
+		path: getenv("AZURE_FEDERATED_TOKEN_FILE")}, nil
+}
+
+// entraApp is what the Entra credentials share: the authority and the resource the token is for.
+type entraApp struct {
+	authority *url.URL
+	resource  string
+}
+
+// endpoint returns the token endpoint for tenant: for a client secret the v1 endpoint
+// {authority}/{tenant}/oauth2/token, as the tool this program replaces used
+// (https://learn.microsoft.com/en-us/previous-versions/azure/active-directory/azuread-dev/v1-oauth2-client-creds-grant-flow);
+// for client assertions (v2) the v2 endpoint {authority}/{tenant}/oauth2/v2.0/token
+// (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow). The
+// tenant has passed checkTenant and is path-escaped all the same.
+func (a entraApp) endpoint(tenant string, v2 bool) string {
+	// Not JoinPath: it would clean dot segments away.
+	endpoint := a.authority.String() + url.PathEscape(tenant)
+	if v2 {
+		return endpoint + "/oauth2/v2.0/token"
+	}
+	return endpoint + "/oauth2/token"
+}
+
+// info describes the request for id with cred for the start-up line.
+func (a entraApp) info(id identity, cred credential) sourceInfo {
+	who := []any{"client_id", id.clientID}
+	if id.displayName != "" { // workload identity has none
+		who = append([]any{"display_name", id.displayName}, who...)
+	}
+	endpoint := a.endpoint(id.tenant, cred.v2())
+	return sourceInfo{who: who, attrs: append([]any{"tenant", id.tenant}, cred.logAttrs()...),
+		endpoint: endpoint, proxy: proxyFor(endpoint)}
+}
+
+// request makes one client credentials request for id with cred at now: to the v1 endpoint with the
+// resource, or to the v2 endpoint with the scope resource + "/.default", a double slash included when
+// the resource ends in "/". A refusal is explained with what only the credential knows.
+func (a entraApp) request(ctx context.Context, client *http.Client, id identity, cred credential, now time.Time) (*tokenResponse, error) {
+	endpoint := a.endpoint(id.tenant, cred.v2())
+	form, err := cred.clientForm(endpoint, now)
+	if err != nil {
+		return nil, err
+	}
+	form.Set("grant_type", "client_credentials")
+	if cred.v2() {
+		form.Set("scope", a.resource+"/.default")
+	} else {
+		form.Set("resource", a.resource)
+	}
+	resp, err := postForm(ctx, client, endpoint, form)
+	if x, ok := cred.(interface{ explainRefusal(error) error }); ok && err != nil {
+		err = x.explainRefusal(err)
+	}
+	return resp, err
+}
+
+// servicePrincipalSource is the service principal file (ENTRA_SERVICE_PRINCIPAL): its client secret,
+// or with "password": null a certificate.
+type servicePrincipalSource struct {
+	app      entraApp
+	path     string // ENTRA_SERVICE_PRINCIPAL
+	certFile string // AZURE_CLIENT_CERTIFICATE_PATH, or ""
+}
+
+// load reads the service principal file and, for a certificate credential, the certificate, and checks
+// them at now.
+func (s *servicePrincipalSource) load(now time.Time) (identity, credential, error) {
+	sp, err := readServicePrincipal(s.path)
 	if err != nil {
 		return identity{}, nil, err
 	}
 	id := identity{clientID: sp.AppID, tenant: sp.Tenant, displayName: sp.DisplayName}
+	certFile := s.certFile
 	if sp.Password != "" {
 		if certFile != "" {
-			return identity{}, nil, withExit(exitConfig, fmt.Errorf("service principal %q has a client secret and AZURE_CLIENT_CERTIFICATE_PATH names a certificate: use one, unset AZURE_CLIENT_CERTIFICATE_PATH or set \"password\" to null", spFile))
+			return identity{}, nil, withExit(exitConfig, fmt.Errorf("service principal %q has a client secret and AZURE_CLIENT_CERTIFICATE_PATH names a certificate: use one, unset AZURE_CLIENT_CERTIFICATE_PATH or set \"password\" to null", s.path))
 		}
 		return id, &clientSecret{clientID: sp.AppID, secret: sp.Password}, nil
 	}
 	if certFile == "" {
 		if sp.CertificateFile == "" {
-			return identity{}, nil, withExit(exitCredential, fmt.Errorf("service principal %q has \"password\": null and names no certificate: set AZURE_CLIENT_CERTIFICATE_PATH to the PEM file with the certificate and its private key", spFile))
+			return identity{}, nil, withExit(exitCredential, fmt.Errorf("service principal %q has \"password\": null and names no certificate: set AZURE_CLIENT_CERTIFICATE_PATH to the PEM file with the certificate and its private key", s.path))
 		}
 		if _, err := os.Stat(sp.CertificateFile); err != nil {
-			return identity{}, nil, withExit(exitConfig, fmt.Errorf("service principal %q is for a certificate credential (az ad sp create-for-rbac --create-cert) whose fileWithCertAndPrivateKey %q is not readable here (it names a path on the machine where the CLI ran): mount the PEM file and set AZURE_CLIENT_CERTIFICATE_PATH to it", spFile, sp.CertificateFile))
+			return identity{}, nil, withExit(exitConfig, fmt.Errorf("service principal %q is for a certificate credential (az ad sp create-for-rbac --create-cert) whose fileWithCertAndPrivateKey %q is not readable here (it names a path on the machine where the CLI ran): mount the PEM file and set AZURE_CLIENT_CERTIFICATE_PATH to it", s.path, sp.CertificateFile))
 		}
 		certFile = sp.CertificateFile
 	}
@@ -247,10 +352,31 @@ func loadCredential(getenv func(string) string, now time.Time) (identity, creden
 	return id, cert, nil
 }
 
+func (s *servicePrincipalSource) check(now time.Time) (sourceInfo, error) {
+	id, cred, err := s.load(now)
+	if err != nil {
+		return sourceInfo{}, err
+	}
+	info := s.app.info(id, cred)
+	if cs, ok := cred.(*clientSecret); ok && cs.surroundingSpace() != "" {
+		info.warning = "the client secret " + cs.surroundingSpace() + ": Entra's secrets have no white space; it is sent as it is"
+		info.warningAttrs = []any{"file", s.path}
+	}
+	return info, nil
+}
+
+func (s *servicePrincipalSource) token(ctx context.Context, client *http.Client, now time.Time) (*tokenResponse, error) {
+	id, cred, err := s.load(now)
+	if err != nil {
+		return nil, err
+	}
+	return s.app.request(ctx, client, id, cred, now)
+}
+
 // checkCredentialVariables returns an error if the credential's variables alone show it cannot work:
 // none is set, two credentials are, a certificate has no service principal file, or workload identity
 // lacks one of its three variables. [loadConfig] reports it with every other variable's problem, in
-// one message, and [loadCredential] refuses to go on without it.
+// one message, and [loadSource] refuses to go on without it.
 func checkCredentialVariables(getenv func(string) string) error {
 	spFile := getenv("ENTRA_SERVICE_PRINCIPAL")
 	federatedFile := getenv("AZURE_FEDERATED_TOKEN_FILE")

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -20,23 +22,48 @@ type federatedToken struct {
 	path     string // AZURE_FEDERATED_TOKEN_FILE
 }
 
-// loadWorkloadIdentity reads the variables the Azure Workload Identity webhook sets: AZURE_CLIENT_ID,
-// AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE, naming every missing one, and checks that the
-// federated token file can be read now. Errors carry exit status 1.
-func loadWorkloadIdentity(getenv func(string) string) (identity, credential, error) {
-	id := identity{clientID: getenv("AZURE_CLIENT_ID"), tenant: getenv("AZURE_TENANT_ID")}
-	path := getenv("AZURE_FEDERATED_TOKEN_FILE") // all three set: see checkCredentialVariables
+// workloadIdentitySource is workload identity federation, as the Azure Workload Identity webhook
+// configures it: AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE.
+type workloadIdentitySource struct {
+	app      entraApp
+	clientID string
+	tenant   string
+	path     string // AZURE_FEDERATED_TOKEN_FILE
+}
+
+// load checks the client ID and tenant and returns the credential, without reading the token file.
+// Errors carry exit status 1.
+func (s *workloadIdentitySource) load() (identity, *federatedToken, error) {
+	id := identity{clientID: s.clientID, tenant: s.tenant}
 	if err := checkTenant(id.tenant); err != nil {
 		return identity{}, nil, withExit(exitConfig, fmt.Errorf("AZURE_TENANT_ID %q: %w", id.tenant, err))
 	}
 	if err := checkClientID(id.clientID); err != nil {
 		return identity{}, nil, withExit(exitConfig, fmt.Errorf("AZURE_CLIENT_ID %q %w: annotate the service account with azure.workload.identity/client-id: the app's appId", id.clientID, err))
 	}
-	c := &federatedToken{clientID: id.clientID, path: path}
-	if _, err := c.read(); err != nil {
-		return identity{}, nil, withExit(exitConfig, err)
+	return id, &federatedToken{clientID: id.clientID, path: s.path}, nil
+}
+
+// check checks the variables and that the federated token file can be read now. Errors carry exit
+// status 1.
+func (s *workloadIdentitySource) check(time.Time) (sourceInfo, error) {
+	id, c, err := s.load()
+	if err != nil {
+		return sourceInfo{}, err
 	}
-	return id, c, nil
+	if _, err := c.read(); err != nil {
+		return sourceInfo{}, withExit(exitConfig, err)
+	}
+	return s.app.info(id, c), nil
+}
+
+// token sends the federated token as the file holds it now ([federatedToken.clientForm]).
+func (s *workloadIdentitySource) token(ctx context.Context, client *http.Client, now time.Time) (*tokenResponse, error) {
+	id, c, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	return s.app.request(ctx, client, id, c, now)
 }
 
 // read returns the federated token from its file (see [readCredentialFile]). The kubelet writes it

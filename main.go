@@ -172,44 +172,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Error text, everywhere in this program: lowercase, no trailing period, paths and values quoted with %q,
 // each layer names its operation and wraps with %w. Error text never holds the client secret, the access
 // token, or a response body that might hold either; Entra's errors are reduced to their documented fields.
 
-// version and commit identify the build. Release builds set them with
-// -ldflags "-X main.version=1.2.3 -X main.commit=<full git sha>" (GoReleaser's {{.Version}}, the image
-// tag: no "v"); otherwise version comes from the module's build information (see [programVersion]).
-var (
-	version = ""
-	commit  = ""
-)
-
-// Exit statuses, documented in the package comment and in README.md. They match the shell script this
-// program replaces, but for 3, which -check added.
-const (
-	exitConfig       = 1
-	exitCredential   = 2
-	exitCheckFailed  = 3 // -check only: the token file fails the check
-	exitRequest      = 10
-	exitWrite        = 11
-	exitTokenInvalid = 12
-)
-
 const synopsis = "usage: azure-rest-api-token [-check | -version | -help]"
-
-// terminationLog is where Kubernetes reads a container's termination message by default
-// (https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/).
-const terminationLog = "/dev/termination-log"
 
 func main() {
 	// The standard library's logger writes to standard error, outside the log's format; net/http uses
@@ -291,35 +264,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, names [
 	return err
 }
 
-// stopGrace is how long [untilDone] lets a job whose context is done return its own error, which says
-// best what it was doing, before giving up on it: ample for a job that honours its context even on a
-// loaded machine, and short enough that SIGTERM still ends the program within a second.
-const stopGrace = 500 * time.Millisecond
-
-// untilDone runs job in a goroutine and returns its error, or, when ctx is done (a signal, the
-// deadline) and job has not returned stopGrace later, an error with exit status 1 that gives ctx's
-// cause and wraps errStuck. Everything job waits on honours ctx but file system calls, which a hung FUSE or network file
-// system can block for good: this way the deadline and the signals end the run whatever it waits on.
-// The abandoned job must not publish anything once ctx is done (see [writeTokenFile]); main exits.
-func untilDone(ctx context.Context, job func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- job() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(stopGrace):
-		return withExit(exitConfig, fmt.Errorf("stopped: %w; %w", context.Cause(ctx), errStuck))
-	}
-}
-
-// errStuck is in [untilDone]'s error when it gave up on its job.
-var errStuck = errors.New("a file system call it waited on did not return (a hung network or FUSE mount?)")
-
 // closableWriter passes writes on to w until close; then it drops them. Its writes are serialised.
 type closableWriter struct {
 	mu     sync.Mutex
@@ -355,38 +299,6 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 		withExit(exitConfig, fmt.Errorf("LOG_FORMAT %q: want \"text\" or \"json\"", format))
 }
 
-// exitError gives err the exit status code. run's errors carry one; anything else exits with status 1.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// withExit returns err carrying exit status code, or nil if err is nil. An err that already carries a
-// status keeps it: the innermost cause knows best.
-func withExit(code int, err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := errors.AsType[*exitError](err); ok {
-		return err
-	}
-	return &exitError{code: code, err: err}
-}
-
-// exitStatus returns the exit status err carries: 0 for nil, 1 when it carries none.
-func exitStatus(err error) int {
-	if err == nil {
-		return 0
-	}
-	if e, ok := errors.AsType[*exitError](err); ok {
-		return e.code
-	}
-	return exitConfig
-}
-
 //go:embed main.go
 var mainSource string
 
@@ -402,66 +314,4 @@ func manual() string {
 		b.WriteString(line)
 	}
 	return b.String()
-}
-
-// writeTerminationMessage writes err's text to path when path exists and is writable, and does nothing
-// otherwise: outside Kubernetes there is no such file, and the log already has the reason. The text is
-// made one line with every control character escaped ([escapeControl]): an error can quote a server
-// certificate's names or a proxy's reason phrase, which "kubectl describe pod" would otherwise show as
-// forged lines or hidden text. Kubernetes keeps at most 4096 bytes of it.
-func writeTerminationMessage(path string, err error) {
-	f, openErr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if openErr != nil {
-		return
-	}
-	msg := escapeControl("azure-rest-api-token: " + err.Error())
-	if len(msg) > 4096 {
-		msg = strings.ToValidUTF8(msg[:4096], "")
-	}
-	_, _ = io.WriteString(f, msg)
-	_ = f.Close()
-}
-
-// escapeControl returns s with each byte that is not valid UTF-8 and each control, format (bidirectional
-// overrides, zero-width characters) or line-separator character written as a Go escape (\n, \x1b,
-// \u202e), and everything else, backslashes included, as it is.
-func escapeControl(s string) string {
-	var b strings.Builder
-	for len(s) > 0 {
-		r, size := utf8.DecodeRuneInString(s)
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp):
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteString(s[:size])
-		}
-		s = s[size:]
-	}
-	return b.String()
-}
-
-// programVersion returns the version stamped with -ldflags -X, else the module version from the build
-// information ("(devel)" for a plain go build), followed by the commit when one was stamped.
-func programVersion() string {
-	v := version
-	if v == "" {
-		v = buildInfoVersion()
-	}
-	if commit != "" {
-		v += " (commit " + commit + ")"
-	}
-	return v
-}
-
-// buildInfoVersion returns the main module's version from the binary's build information without its
-// "v", as release builds and image tags spell it: 1.2.3 for "go install module@v1.2.3"; "(devel)" for
-// a build in a work tree.
-func buildInfoVersion() string {
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-		return strings.TrimPrefix(info.Main.Version, "v")
-	}
-	return "(devel)"
 }

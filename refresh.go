@@ -90,23 +90,19 @@ func (systemClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 	return t.C, t.Stop
 }
 
-// keepFresh is refresh mode: it publishes the first token as the one-shot does ([firstToken]: same
-// checks, messages and exit statuses, a regular file at the path replaced), then renews it as
-// [refreshPolicy] says, re-reading the credential every time (the kubelet updates a mounted Secret and
-// rotates a projected service account token in place), and replaces the file with each new token. A
-// failed renewal is logged, with when the current token expires, and retried; the file keeps the
-// current token. Between renewals it waits on one timer.
+// keepFresh is refresh mode after the first token, tok, was published ([firstToken]: same checks,
+// messages and exit statuses, a regular file at the path replaced): it renews the token as
+// [refreshPolicy] says, with one attempt of src each time, which reads the credential again (the
+// kubelet updates a mounted Secret and rotates a projected service account token in place), and
+// replaces the file with each new token. A failed renewal is logged, with when the current token
+// expires, and retried; the file keeps the current token. Between renewals it waits on one timer.
 //
 // It returns nil when ctx is done after the first token was published (SIGTERM, SIGINT), leaving the
 // file in place for a main container that may still be finishing, but [renewWithin]'s error wrapping
 // errStuck (exit status 1) when a renewal was stuck in a file system call then; and an error with exit
 // status 10 once the current token has expired without a renewal. It never returns while that token is
 // valid.
-func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, clk clock) error {
-	tok, err := firstToken(ctx, cfg, getenv, log, clk.Now)
-	if err != nil {
-		return err
-	}
+func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, clk clock, tok issued) error {
 	next := tok.received.Add(refreshPolicy.renewAfter(tok.expiry.Sub(tok.received), rand.Float64()))
 	log.Info("keeping the access token fresh", "expires", timestamp(tok.expiry), "next_renewal", timestamp(next))
 	failures := 0
@@ -124,7 +120,7 @@ func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log 
 		} else if now.Before(next) {
 			continue
 		}
-		fresh, err := renewWithin(ctx, cfg, getenv, clk)
+		fresh, err := renewWithin(ctx, cfg, src, clk)
 		if ctx.Err() != nil {
 			return stopped(ctx, log, tok)
 		}
@@ -151,7 +147,7 @@ func keepFresh(ctx context.Context, cfg config, getenv func(string) string, log 
 // retried, and cannot keep the loop from noticing that the token expired. When ctx is done (SIGTERM,
 // SIGINT) it returns ctx's cause at once, without waiting for the renewal: the file keeps the current
 // token, and the abandoned renewal publishes nothing ([writeTokenFile] checks its context first).
-func renewWithin(ctx context.Context, cfg config, getenv func(string) string, clk clock) (issued, error) {
+func renewWithin(ctx context.Context, cfg config, src source, clk clock) (issued, error) {
 	rctx, cancel := cfg.withTimeout(ctx)
 	defer cancel()
 	type result struct {
@@ -160,7 +156,7 @@ func renewWithin(ctx context.Context, cfg config, getenv func(string) string, cl
 	}
 	done := make(chan result, 1)
 	go func() {
-		tok, err := renew(rctx, cfg, getenv, clk)
+		tok, err := renew(rctx, cfg, src, clk)
 		done <- result{tok, err}
 	}()
 	select {
@@ -178,26 +174,14 @@ func renewWithin(ctx context.Context, cfg config, getenv func(string) string, cl
 	}
 }
 
-// renew makes one renewal attempt: it reads the credential again, sends one token request, checks the
-// token and replaces the token file with it. Its errors read as the one-shot's do.
-func renew(ctx context.Context, cfg config, getenv func(string) string, clk clock) (issued, error) {
-	id, cred, err := loadCredential(getenv, clk.Now())
-	if err != nil {
-		return issued{}, err
-	}
-	endpoint, form := tokenRequest(cfg, id, cred)
-	values, err := form()
-	if err != nil {
-		return issued{}, err
-	}
+// renew makes one renewal attempt: one attempt of src, which reads the credential again; it checks
+// the token and replaces the token file with it. Its errors read as the one-shot's do.
+func renew(ctx context.Context, cfg config, src source, clk clock) (issued, error) {
 	// A client per attempt, its connection closed after: nothing stays open between renewals.
 	client := newHTTPClient()
 	defer client.CloseIdleConnections()
-	resp, err := postForm(ctx, client, endpoint, values)
+	resp, err := src.token(ctx, client, clk.Now())
 	if err != nil {
-		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
-			err = x.explainRefusal(err)
-		}
 		return issued{}, err
 	}
 	received := clk.Now()

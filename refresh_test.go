@@ -147,7 +147,7 @@ type loop struct {
 	err    error // once done is closed
 }
 
-// startLoop runs refresh mode ([keepFresh]) with f's environment and BEARER_TOKEN_REFRESH=true, on
+// startLoop runs refresh mode ([runJob], [keepFresh]) with f's environment and BEARER_TOKEN_REFRESH=true, on
 // clk, which the stand-in shares. The test's end stops it.
 func startLoop(t *testing.T, f *fixture, clk *fakeClock, log *logBuffer) *loop {
 	t.Helper()
@@ -158,11 +158,15 @@ func startLoop(t *testing.T, f *fixture, clk *fakeClock, log *logBuffer) *loop {
 	if err != nil {
 		t.Fatal(err)
 	}
+	src, err := loadSource(getenv, cfg.authority, cfg.resource)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	l := &loop{t: t, f: f, clk: clk, log: log, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		l.err = keepFresh(ctx, cfg, getenv, slog.New(slog.NewTextHandler(log, nil)), clk)
+		l.err = runJob(ctx, cfg, src, slog.New(slog.NewTextHandler(log, nil)), clk)
 	}()
 	t.Cleanup(func() {
 		cancel(errors.New("test over"))

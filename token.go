@@ -19,131 +19,8 @@ import (
 	"time"
 )
 
-// getToken does the job, in the order that fails fastest and never sends a request that cannot succeed:
-// check the environment, that no token file exists (or, with replace, only a regular file), and the
-// credential; make sure the token file can be created; request the token; check it; publish the file
-// (see [firstToken]). In refresh mode it then keeps the file fresh (see [keepFresh]). Its errors carry
-// their exit status.
-func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
-	if cfg.refresh {
-		return keepFresh(ctx, cfg, getenv, log, systemClock{})
-	}
-	_, err = firstToken(ctx, cfg, getenv, log, time.Now)
-	return err
-}
-
-// issued is a token that was checked and published: its claims, and when it was received by now's
-// clock, from which its renewal is scheduled.
-type issued struct {
-	tokenClaims
-	received time.Time
-}
-
-// firstToken is the one-shot run after [loadConfig], the start of refresh mode too: [oneShot] within
-// BEARER_TOKEN_TIMEOUT, which ends it whatever it waits on, a hung file system included ([untilDone]).
-// It returns the token it published, or an error carrying the exit status. now is the clock the
-// token's expiry is checked against.
-func firstToken(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, now func() time.Time) (issued, error) {
-	ctx, cancel := cfg.withTimeout(ctx)
-	defer cancel()
-	result := make(chan issued, 1) // read only once the job has returned: no race with an abandoned one
-	err := untilDone(ctx, func() error {
-		tok, err := oneShot(ctx, cfg, getenv, log, now)
-		result <- tok
-		return err
-	})
-	if err != nil {
-		return issued{}, err
-	}
-	return <-result, nil
-}
-
-// oneShot is [firstToken] within its deadline: check the CA files, what is at the token file's path,
-// and the credential; make sure the token file can be created; request the token; check it; publish
-// the file.
-func oneShot(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, now func() time.Time) (issued, error) {
-	if err := checkTrustedCAs(getenv); err != nil {
-		return issued{}, err
-	}
-	if err := checkExistingTokenFile(cfg.tokenFile, cfg.replace); err != nil {
-		return issued{}, err
-	}
-	id, cred, err := loadCredential(getenv, now())
-	if err != nil {
-		return issued{}, err
-	}
-	if err := context.Cause(ctx); err != nil { // stopped while the credential was read: touch nothing
-		return issued{}, withExit(exitConfig, fmt.Errorf("stopped: %w", err))
-	}
-	if err := checkTokenDir(cfg.tokenFile, cfg.replace); err != nil {
-		return issued{}, withExit(exitWrite, err)
-	}
-
-	if cs, ok := cred.(*clientSecret); ok && cs.surroundingSpace() != "" {
-		log.Warn("the client secret "+cs.surroundingSpace()+": Entra's secrets have no white space; it is sent as it is", "file", getenv("ENTRA_SERVICE_PRINCIPAL"))
-	}
-	endpoint, form := tokenRequest(cfg, id, cred)
-	who := []any{"client_id", id.clientID}
-	if id.displayName != "" { // workload identity has none
-		who = append([]any{"display_name", id.displayName}, who...)
-	}
-	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, who,
-		[]any{"tenant", id.tenant, "resource", cfg.resource}, cred.logAttrs(), []any{"token_endpoint", endpoint, "proxy", proxyFor(endpoint)}, cfg.modeAttrs())...)
-	resp, err := requestToken(ctx, newHTTPClient(), endpoint, form, log)
-	if err != nil {
-		if x, ok := cred.(interface{ explainRefusal(error) error }); ok { // what only the credential knows
-			err = x.explainRefusal(err)
-		}
-		return issued{}, withExit(exitRequest, err)
-	}
-	received := now()
-	claims, err := checkToken(resp, cfg.audience, received)
-	if err != nil {
-		return issued{}, withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
-	}
-	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, cfg.replace); err != nil {
-		return issued{}, withExit(exitWrite, err)
-	}
-	log.Info("wrote access token", slices.Concat(who, []any{"resource", cfg.resource,
-		"audience", claims.matchedAudience, "expires", timestamp(claims.expiry),
-		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode)})...)
-	return issued{tokenClaims: claims, received: received}, nil
-}
-
-// tokenRequest returns the token endpoint for cred and a function that makes the form of each attempt.
-// A client secret goes to the v1 endpoint {authority}/{tenant}/oauth2/token with resource, as the tool
-// this program replaces did
-// (https://learn.microsoft.com/en-us/previous-versions/azure/active-directory/azuread-dev/v1-oauth2-client-creds-grant-flow).
-// Client assertions go to the v2 endpoint {authority}/{tenant}/oauth2/v2.0/token with scope set to the
-// resource followed by "/.default", a double slash included when the resource ends in "/"
-// (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
-// The tenant has passed checkTenant and is path-escaped all the same.
-func tokenRequest(cfg config, id identity, cred credential) (endpoint string, form func() (url.Values, error)) {
-	fields := url.Values{"grant_type": {"client_credentials"}}
-	// Not JoinPath: it would clean dot segments away.
-	endpoint = cfg.authority.String() + url.PathEscape(id.tenant)
-	if cred.v2() {
-		endpoint += "/oauth2/v2.0/token"
-		fields.Set("scope", cfg.resource+"/.default")
-	} else {
-		endpoint += "/oauth2/token"
-		fields.Set("resource", cfg.resource)
-	}
-	return endpoint, func() (url.Values, error) {
-		client, err := cred.clientForm(endpoint, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range fields {
-			client[k] = v
-		}
-		return client, nil
-	}
-}
+// The request: one HTTP exchange with a token endpoint, its response read with the rigour of
+// golang.org/x/oauth2, and the retries around the attempts of a source.
 
 // proxyFor returns the proxy that net/http will use for endpoint, as it reads HTTPS_PROXY and NO_PROXY
 // from the process's environment ([loadConfig] has checked them), with any password replaced by
@@ -237,17 +114,14 @@ type retryable struct {
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
-// requestToken POSTs the form that form makes for each attempt to endpoint with client and returns the token response, retrying what
-// [retryable] marks up to maxAttempts in all. It waits Retry-After when the server sends one and an
-// exponential backoff otherwise, and gives up at once when that wait would pass ctx's deadline. Its
-// errors say why the last attempt failed and never hold the form or a response body.
-func requestToken(ctx context.Context, client *http.Client, endpoint string, form func() (url.Values, error), log *slog.Logger) (*tokenResponse, error) {
+// requestToken calls try, one attempt at a token (a source's, see [source]), and returns the token
+// response, retrying what [retryable] marks up to maxAttempts in all; endpoint names where the
+// attempts go, for messages. It waits Retry-After when the server sends one and an exponential backoff
+// otherwise, and gives up at once when that wait would pass ctx's deadline. Its errors say why the last
+// attempt failed and never hold the form or a response body.
+func requestToken(ctx context.Context, endpoint string, try func(context.Context) (*tokenResponse, error), log *slog.Logger) (*tokenResponse, error) {
 	for attempt := 1; ; attempt++ {
-		values, err := form()
-		if err != nil {
-			return nil, err
-		}
-		resp, err := postForm(ctx, client, endpoint, values)
+		resp, err := try(ctx)
 		if err == nil {
 			return resp, nil
 		}
