@@ -57,7 +57,7 @@ func TestCheck(t *testing.T) {
 
 		{name: "missing", wantExit: 3, wantOut: "does not exist"},
 		{name: "empty", file: write(""), wantExit: 3, wantOut: "is empty"},
-		{name: "a directory", file: func(t *testing.T, path string) { mustDo(t, os.Mkdir(path, 0o755)) }, wantExit: 3, wantOut: "not a regular file"},
+		{name: "a directory", file: func(t *testing.T, path string) { mustDo(t, os.Mkdir(path, 0o755)) }, wantExit: 3, wantOut: "a directory, not a file: name a file inside it"},
 		{name: "a FIFO, not blocking", file: func(t *testing.T, path string) { mustDo(t, syscall.Mkfifo(path, 0o644)) }, wantExit: 3, wantOut: "not a regular file"},
 		{name: "not a JWT", file: write("opaque-token-value"), wantExit: 3, wantOut: "not a signed JWT"},
 		{name: "a trailing newline", file: func(t *testing.T, path string) { write(tokenFor(t, nil)+"\n")(t, path) }, wantExit: 3, wantOut: "white space"},

@@ -88,7 +88,7 @@ func directoryNotFile(path string) error {
 				return fmt.Errorf("a directory, not a file: name the file inside it, such as %q", filepath.Join(path, e.Name()))
 			}
 		}
-		return errors.New("a directory, not a file, and an empty one: name the file inside the directory the Secret or volume is mounted on")
+		return errors.New("a directory, not a file: name a file inside it")
 	}
 	return errors.New("a directory, not a file: name the file inside it")
 }

@@ -421,7 +421,7 @@ func runCases() []runCase {
 			},
 			wantOut: []string{"SSL_CERT_FILE", "holds no PEM certificate"}},
 		{name: "SSL_CERT_FILE a directory", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = f.dir },
-			wantOut: []string{"SSL_CERT_FILE", "not a regular file"}},
+			wantOut: []string{"SSL_CERT_FILE", ": a directory, not a file: name the file inside it, such as"}, notOut: []string{"d---------"}},
 		{name: "SSL_CERT_FILE trusted", wantRequests: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = os.Getenv("SSL_CERT_FILE") }},
 		{name: "SSL_CERT_DIR missing", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_DIR"] = "/etc/ssl/certs:" + filepath.Join(f.dir, "certs") },
 			wantOut: []string{"SSL_CERT_DIR", `certs\": no such file`}},
