@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,75 @@ type config struct {
 // the one-shot run, the first token of refresh mode, and each renewal.
 func (c config) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeoutCause(ctx, c.timeout, fmt.Errorf("BEARER_TOKEN_TIMEOUT (%s) ran out", c.timeout))
+}
+
+// knownVariables are the environment variables this program reads, but for the proxy and CA variables
+// every Go program reads. Keep it whole: a variable set in the environment that starts with one of
+// checkedPrefixes and is not here draws a warning naming the closest one here ([unknownVariables]).
+var knownVariables = []string{
+	"ENTRA_SERVICE_PRINCIPAL", "ENTRA_MANAGED_IDENTITY", "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+	"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE",
+	"AZURE_RESOURCE", "AZURE_AUTHORITY_HOST",
+	"BEARER_TOKEN_FILE", "BEARER_TOKEN_AUDIENCE", "BEARER_TOKEN_FILE_MODE", "BEARER_TOKEN_TIMEOUT",
+	"BEARER_TOKEN_REFRESH", "BEARER_TOKEN_FILE_REPLACE", "BEARER_TOKEN_MIN_VALIDITY",
+	"LOG_FORMAT",
+}
+
+// checkedPrefixes are the prefixes of the variables that are this program's own: a variable with one
+// of them that it does not read is most likely a typo, which would otherwise change nothing silently
+// (BEARER_TOKEN_REFERSH=true gives a one-shot run). AZURE_ is not checked: Azure SDKs and tools read
+// many more of those.
+var checkedPrefixes = []string{"BEARER_TOKEN_", "ENTRA_"}
+
+// unknownVariables returns one warning for each name in names (the variables set in the environment)
+// that starts with one of checkedPrefixes but is not in knownVariables, naming the closest known
+// variable, in the order of names.
+func unknownVariables(names []string) []string {
+	var warnings []string
+	for _, name := range names {
+		if slices.Contains(knownVariables, name) || !slices.ContainsFunc(checkedPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		closest, best := "", -1
+		for _, k := range knownVariables {
+			if d := editDistance(name, k); best < 0 || d < best {
+				closest, best = k, d
+			}
+		}
+		warnings = append(warnings, fmt.Sprintf("%s is set but is not a variable this program reads, and is ignored: did you mean %s?", name, closest))
+	}
+	return warnings
+}
+
+// editDistance returns the Levenshtein distance between a and b, counted in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// modeAttrs describes the run's mode for the start-up log line: one-shot or refresh, and whether a
+// file at the token's path is replaced, so that a mistyped BEARER_TOKEN_REFRESH shows at once.
+func (c config) modeAttrs() []any {
+	mode := "one-shot"
+	if c.refresh {
+		mode = "refresh"
+	}
+	return []any{"mode", mode, "replace", c.replace}
 }
 
 // loadConfig reads and checks the environment variables through getenv, but for those of the credential

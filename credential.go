@@ -110,10 +110,30 @@ func parseServicePrincipal(data []byte) (servicePrincipal, error) {
 	if err := checkTenant(sp.Tenant); err != nil {
 		return servicePrincipal{}, err
 	}
-	if err := checkPrintable(sp.AppID); err != nil {
-		return servicePrincipal{}, fmt.Errorf("attribute \"appId\" %w", err)
+	if err := checkClientID(sp.AppID); err != nil {
+		return servicePrincipal{}, fmt.Errorf("attribute \"appId\" %w: want the appId \"az ad sp create-for-rbac\" printed", err)
 	}
 	return sp, nil
+}
+
+// looksLikePlaceholder reports whether s looks copied from an example rather than from Azure: it holds
+// one of <>{}[], an ellipsis ("..." or "…"), or is the all-zero GUID that examples use. Entra would
+// refuse it with a confusing error (a client or tenant that does not exist); better to say so first.
+func looksLikePlaceholder(s string) bool {
+	return strings.ContainsAny(s, "<>{}[]…") || strings.Contains(s, "...") ||
+		s == "00000000-0000-0000-0000-000000000000"
+}
+
+// checkClientID returns an error unless id is an application (client) ID: a GUID, not a placeholder.
+// Its text follows the field's name ("attribute \"appId\" looks like ...") and never quotes id.
+func checkClientID(id string) error {
+	switch {
+	case looksLikePlaceholder(id):
+		return errors.New("looks like a placeholder from an example, not a client ID")
+	case !isGUID(id):
+		return errors.New("is not a client ID: want a GUID, 8-4-4-4-12 hexadecimal digits")
+	}
+	return nil
 }
 
 // isUTF16 reports whether data looks like UTF-16 text: a UTF-16 byte-order mark, or JSON's first
@@ -150,8 +170,13 @@ func checkPrintable(s string) error {
 
 // checkTenant reports an error unless tenant is a tenant ID or a domain name: ASCII letters, digits,
 // "." and "-", the rule the Azure SDK for Go applies before putting it in a URL path (azidentity's
-// validTenantID), and starting with a letter or digit, so that "." and ".." cannot climb the path.
+// validTenantID), and starting with a letter or digit, so that "." and ".." cannot climb the path;
+// then a GUID, or a name with a dot (a domain). A placeholder from an example is named as such. Its
+// errors never quote tenant.
 func checkTenant(tenant string) error {
+	if looksLikePlaceholder(tenant) {
+		return errors.New(`attribute "tenant" looks like a placeholder from an example: want the tenant ID (a GUID) or a domain name such as contoso.onmicrosoft.com`)
+	}
 	if tenant == "" || tenant[0] == '.' || tenant[0] == '-' {
 		return errors.New(`attribute "tenant" must be a tenant ID or domain name, starting with a letter or digit`)
 	}
@@ -159,6 +184,9 @@ func checkTenant(tenant string) error {
 		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '-') {
 			return errors.New(`attribute "tenant" must be a tenant ID or domain name: ASCII letters, digits, "." and "-" only`)
 		}
+	}
+	if !isGUID(tenant) && !strings.Contains(tenant, ".") {
+		return errors.New(`attribute "tenant" must be a tenant ID or domain name: a GUID, 8-4-4-4-12 hexadecimal digits, or a domain such as contoso.onmicrosoft.com`)
 	}
 	return nil
 }
@@ -379,6 +407,15 @@ func checkCredentialVariables(getenv func(string) string) error {
 	case managed != "":
 		_, err := loadManagedIdentity(getenv, "")
 		return err
+	case spFile == "" && federatedFile == "" && getenv("AZURE_CLIENT_SECRET") != "":
+		// azidentity's EnvironmentCredential: name what was found, and where the secret goes instead.
+		var found []string
+		for _, name := range []string{"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"} {
+			if getenv(name) != "" {
+				found = append(found, name)
+			}
+		}
+		return fmt.Errorf("%s set, as for azidentity's environment credential, but this program does not read AZURE_CLIENT_SECRET (ENTRA_SERVICE_PRINCIPAL is not set): put the secret in a service principal file, the JSON \"az ad sp create-for-rbac\" prints ({\"appId\", \"displayName\", \"password\", \"tenant\"}), mount it from a Secret and set ENTRA_SERVICE_PRINCIPAL to its path", strings.Join(found, ", "))
 	case spFile != "" && federatedFile != "":
 		return errors.New("both ENTRA_SERVICE_PRINCIPAL and AZURE_FEDERATED_TOKEN_FILE are set: unset ENTRA_SERVICE_PRINCIPAL to use workload identity, or remove the pod's label azure.workload.identity/use to use the service principal")
 	case spFile == "" && federatedFile == "" && clientID == "" && tenant == "":

@@ -355,15 +355,15 @@ func TestWorkloadIdentity(t *testing.T) {
 				mustDo(f.t, os.Remove(f.env["AZURE_FEDERATED_TOKEN_FILE"]))
 			},
 			wantOut: []string{"reading federated token", "no such file"}},
-		{name: "federated token file empty", wantExit: 1,
+		{name: "federated token file empty", wantExit: 2,
 			setup: func(f *fixture) {
 				f.useWorkloadIdentity(nil)
 				mustDo(f.t, os.WriteFile(f.env["AZURE_FEDERATED_TOKEN_FILE"], nil, 0o600))
 			},
 			wantOut: []string{"empty"}},
-		{name: "federated token expired", wantExit: 1, setup: wi(map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
+		{name: "federated token expired", wantExit: 2, setup: wi(map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
 			wantOut: []string{"expired at", `sub \"system:serviceaccount:monitoring:prometheus-reader\"`}},
-		{name: "federated token not a JWT", wantExit: 1,
+		{name: "federated token not a JWT", wantExit: 2,
 			setup: func(f *fixture) {
 				f.useWorkloadIdentity(nil)
 				mustDo(f.t, os.WriteFile(f.env["AZURE_FEDERATED_TOKEN_FILE"], []byte("not-a-jwt-at-all"), 0o600))
@@ -378,6 +378,26 @@ func TestWorkloadIdentity(t *testing.T) {
 		{name: "tenant ID with a slash", wantExit: 1,
 			setup:   func(f *fixture) { f.useWorkloadIdentity(nil); f.env["AZURE_TENANT_ID"] = "common/../x" },
 			wantOut: []string{"AZURE_TENANT_ID"}},
+		// A user coming from azidentity's environment credential (issue 14, item 6).
+		{name: "AZURE_CLIENT_SECRET instead of a service principal file", wantExit: 1,
+			setup: func(f *fixture) {
+				delete(f.env, "ENTRA_SERVICE_PRINCIPAL")
+				f.env["AZURE_CLIENT_ID"] = entratest.DefaultClientID
+				f.env["AZURE_TENANT_ID"] = entratest.DefaultTenantID
+				f.env["AZURE_CLIENT_SECRET"] = f.secret
+			},
+			wantOut: []string{`AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET set, as for azidentity's environment credential, but this program does not read AZURE_CLIENT_SECRET (ENTRA_SERVICE_PRINCIPAL is not set): put the secret in a service principal file`,
+				"set ENTRA_SERVICE_PRINCIPAL to its path"},
+			notOut: []string{"workload identity"}},
+		{name: "client ID from the example's annotation", wantExit: 1,
+			setup: func(f *fixture) {
+				f.useWorkloadIdentity(nil)
+				f.env["AZURE_CLIENT_ID"] = "00000000-0000-0000-0000-000000000000"
+			},
+			wantOut: []string{`AZURE_CLIENT_ID \"00000000-0000-0000-0000-000000000000\" looks like a placeholder from an example, not a client ID: annotate the service account with azure.workload.identity/client-id`}},
+		{name: "tenant ID placeholder", wantExit: 1,
+			setup:   func(f *fixture) { f.useWorkloadIdentity(nil); f.env["AZURE_TENANT_ID"] = "<tenant-id>" },
+			wantOut: []string{`AZURE_TENANT_ID \"<tenant-id>\": attribute \"tenant\" looks like a placeholder`}},
 
 		// Entra refuses, and the message shows the token's claims.
 		{name: "issuer not federated", wantExit: 10, wantRequests: 1, setup: wi(map[string]any{"iss": "https://kubernetes.default.svc.cluster.local"}),

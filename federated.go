@@ -38,8 +38,8 @@ func (s *workloadIdentitySource) load() (identity, *federatedToken, error) {
 	if err := checkTenant(id.tenant); err != nil {
 		return identity{}, nil, withExit(exitConfig, fmt.Errorf("AZURE_TENANT_ID %q: %w", id.tenant, err))
 	}
-	if err := checkPrintable(id.clientID); err != nil {
-		return identity{}, nil, withExit(exitConfig, fmt.Errorf("AZURE_CLIENT_ID %q: %w", id.clientID, err))
+	if err := checkClientID(id.clientID); err != nil {
+		return identity{}, nil, withExit(exitConfig, fmt.Errorf("AZURE_CLIENT_ID %q %w: annotate the service account with azure.workload.identity/client-id: the app's appId", id.clientID, err))
 	}
 	return id, &federatedToken{clientID: id.clientID, path: s.path}, nil
 }
@@ -67,26 +67,31 @@ func (s *workloadIdentitySource) token(ctx context.Context, client *http.Client,
 }
 
 // read returns the federated token from its file (see [readCredentialFile]). The kubelet writes it
-// without white space around it; any is trimmed, and white space inside is an error.
+// without white space around it; any is trimmed, and white space inside is an error. A file that
+// cannot be read gives an error without exit status (1, configuration, as for the other credential
+// files); one that is read but is not a valid token (too large, empty, not a JWT, expired) exit status
+// 2, as an invalid service principal file or certificate does.
 func (c *federatedToken) read() (string, error) {
 	data, err := readCredentialFile(c.path)
-	if err != nil {
+	if errors.Is(err, errTooLarge) {
+		return "", withExit(exitCredential, fmt.Errorf("reading federated token %q: %w", c.path, err))
+	} else if err != nil {
 		return "", fmt.Errorf("reading federated token %q: %w", c.path, err)
 	}
 	token := strings.TrimSpace(string(data))
 	switch {
 	case token == "":
-		return "", fmt.Errorf("reading federated token %q: the file is empty", c.path)
+		return "", withExit(exitCredential, fmt.Errorf("reading federated token %q: the file is empty", c.path))
 	case checkPrintable(token) != nil:
-		return "", fmt.Errorf("reading federated token %q: it holds white space or control characters", c.path)
+		return "", withExit(exitCredential, fmt.Errorf("reading federated token %q: it holds white space or control characters", c.path))
 	}
 	claims, err := federatedClaims(token)
 	if err != nil {
-		return "", fmt.Errorf("reading federated token %q: %w", c.path, err)
+		return "", withExit(exitCredential, fmt.Errorf("reading federated token %q: %w", c.path, err))
 	}
 	if claims.Expiry != nil && !claims.Expiry.Time().After(time.Now()) {
-		return "", fmt.Errorf("reading federated token %q: it expired at %s (iss %q, sub %q): the kubelet has stopped refreshing it, or the node's clock is wrong",
-			c.path, timestamp(claims.Expiry.Time()), claims.Issuer, claims.Subject)
+		return "", withExit(exitCredential, fmt.Errorf("reading federated token %q: it expired at %s (iss %q, sub %q): the kubelet has stopped refreshing it, or the node's clock is wrong",
+			c.path, timestamp(claims.Expiry.Time()), claims.Issuer, claims.Subject))
 	}
 	return token, nil
 }

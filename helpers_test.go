@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +136,7 @@ func (f *fixture) setSecret(secret string) {
 // run runs the program with the fixture's environment and returns what it printed and its error.
 func (f *fixture) run(ctx context.Context) (string, error) {
 	var out bytes.Buffer
-	err := run(ctx, []string{"azure-rest-api-token"}, func(k string) string { return f.env[k] }, &out)
+	err := run(ctx, []string{"azure-rest-api-token"}, func(k string) string { return f.env[k] }, slices.Sorted(maps.Keys(f.env)), &out)
 	return out.String(), err
 }
 

@@ -84,7 +84,7 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 		log.Warn(info.warning, info.warningAttrs...)
 	}
 	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, info.who,
-		[]any{"resource", cfg.resource}, info.attrs, []any{"token_endpoint", info.endpoint, "proxy", info.proxy})...)
+		[]any{"resource", cfg.resource}, info.attrs, []any{"token_endpoint", info.endpoint, "proxy", info.proxy}, cfg.modeAttrs())...)
 	client := newHTTPClient()
 	resp, err := requestToken(ctx, info.endpoint, func(ctx context.Context) (*tokenResponse, error) {
 		return src.token(ctx, client, now())

@@ -28,7 +28,13 @@
 //
 // Two credentials configured at once (a secret and a certificate, a service principal file and a
 // federated token, managed identity and either) is an error, not a guess. Managed identity is never
-// chosen unless ENTRA_MANAGED_IDENTITY says so, and never probed.
+// chosen unless ENTRA_MANAGED_IDENTITY says so, and never probed. AZURE_CLIENT_SECRET (azidentity's
+// environment credential) is not read: set without ENTRA_SERVICE_PRINCIPAL it is an error that says to
+// put the secret in a service principal file.
+//
+// A set variable starting with BEARER_TOKEN_ or ENTRA_ that is not one of those below draws a warning
+// naming the closest one. The start-up log line gives the mode (one-shot or refresh) and whether a file
+// at BEARER_TOKEN_FILE is replaced.
 //
 // Credential variables:
 //
@@ -193,7 +199,8 @@
 //	    or a credential file (service principal, certificate, federated token, Azure Arc key) cannot
 //	    be read, or a file system call did not return before the deadline or a signal (a hung FUSE
 //	    or network mount)
-//	2   the service principal file or the certificate is not valid
+//	2   the service principal file, the certificate or the federated token is not valid (a placeholder
+//	    or an appId that is not a GUID included)
 //	3   -check: the token file is missing, not a regular file, empty, not a JWT, for another audience,
 //	    or expires within BEARER_TOKEN_MIN_VALIDITY
 //	10  the token request failed: Entra or the managed identity endpoint refused it, an HTTP or
@@ -202,6 +209,10 @@
 //	11  writing the token file failed
 //	12  the token was rejected by the checks (managed identity: also a token for another identity than
 //	    the user-assigned one selected)
+//
+// SIGTERM or SIGINT before the token was written gives the status of the step it stopped: 10 in the
+// request or a wait between retries, 1 while reading the environment or credentials or stuck in a file
+// system call, 11 while writing. -check with -version is an error (1).
 package main
 
 import (
@@ -232,7 +243,7 @@ func main() {
 	// it for a server's stray bytes, which might hold a token. Nothing in this program uses it.
 	log.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args, os.Getenv, os.Stdout)
+	err := run(ctx, os.Args, os.Getenv, variableNames(os.Environ()), os.Stdout)
 	stop()
 	if err != nil {
 		if _, probe := errors.AsType[*checkFailure](err); !probe {
@@ -242,12 +253,24 @@ func main() {
 	}
 }
 
+// variableNames returns the names of environ's "NAME=value" entries, in order.
+func variableNames(environ []string) []string {
+	names := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	return names
+}
+
 // run is the whole program: args are the command line (args[0] is the program name), getenv the only
-// source of configuration, stdout where the manual, the version, -check's line or the log goes. It
+// source of configuration, names the names of the variables set in the environment (for warnings about
+// unknown ones: getenv cannot list them), stdout where the manual, the version, -check's line or the
+// log goes. It
 // returns nil when the token file was written (in refresh mode: when it stopped on ctx's end after
 // that), or when -check passed; and otherwise an error whose exit status [exitStatus] finds, after
 // logging it.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, names []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("azure-rest-api-token", flag.ContinueOnError)
 	flags.SetOutput(stdout)
 	flags.Usage = func() {} // -help prints the manual below; an error, only the synopsis
@@ -266,6 +289,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintf(stdout, "azure-rest-api-token: %s\n%s\n", escapeControl(err.Error()), synopsis)
 		return withExit(exitConfig, err)
 	}
+	if *showVersion && *check {
+		err := errors.New("command line: -check and -version are two modes: give one")
+		fmt.Fprintf(stdout, "azure-rest-api-token: %s\n%s\n", err, synopsis)
+		return withExit(exitConfig, err)
+	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "azure-rest-api-token", programVersion())
 		return nil
@@ -278,6 +306,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer out.close() // a job abandoned by untilDone writes no more
 	log, logErr := newLogger(out, getenv("LOG_FORMAT"))
 	err := logErr
+	for _, w := range unknownVariables(names) {
+		log.Warn(w)
+	}
 	if err == nil {
 		err = untilDone(ctx, func() error { return getToken(ctx, getenv, log) })
 	}

@@ -41,12 +41,14 @@ func TestFlags(t *testing.T) {
 		{[]string{"extra"}, 1, synopsis},
 		{[]string{"extra"}, 1, `azure-rest-api-token: command line: unexpected argument "extra": configuration comes from the environment (see -help)` + "\n" + synopsis},
 		{[]string{"-nope"}, 1, "flag provided but not defined: -nope"},
+		{[]string{"-check", "-version"}, 1, "azure-rest-api-token: command line: -check and -version are two modes: give one\n" + synopsis},
+		{[]string{"-version", "-check"}, 1, "-check and -version are two modes"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
 			getenv := func(string) string { t.Error("getenv called"); return "" }
-			err := run(t.Context(), append([]string{"azure-rest-api-token"}, tc.args...), getenv, &out)
+			err := run(t.Context(), append([]string{"azure-rest-api-token"}, tc.args...), getenv, nil, &out)
 			if got := exitStatus(err); got != tc.wantExit {
 				t.Errorf("exit status %d, want %d (%v)", got, tc.wantExit, err)
 			}
@@ -77,7 +79,7 @@ func TestManualDocumentsEveryVariable(t *testing.T) {
 			return f.env[k]
 		}
 		var out bytes.Buffer
-		if err := run(t.Context(), []string{"azure-rest-api-token"}, getenv, &out); err != nil {
+		if err := run(t.Context(), []string{"azure-rest-api-token"}, getenv, nil, &out); err != nil {
 			t.Fatalf("run: %v\n%s", err, out.String())
 		}
 	}
@@ -86,6 +88,10 @@ func TestManualDocumentsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range read {
+		// The list unknown variables are checked against must hold every variable of ours read.
+		if slices.ContainsFunc(checkedPrefixes, func(p string) bool { return strings.HasPrefix(k, p) }) && !slices.Contains(knownVariables, k) {
+			t.Errorf("%s is read but not in knownVariables: setting it would draw an \"unknown variable\" warning", k)
+		}
 		if !strings.Contains(manual(), k) {
 			t.Errorf("the manual does not document %s", k)
 		}
@@ -466,4 +472,21 @@ func TestBinaryThroughProxy(t *testing.T) {
 		t.Errorf("requests to the proxy (-want +got):\n%s", diff)
 	}
 	checkTokenFile(t, f, 0o644)
+}
+
+// TestUnknownVariables: a variable of ours that the program does not read is named with the closest
+// one it does read (issue 14, item 10); others, and the known ones, draw nothing.
+func TestUnknownVariables(t *testing.T) {
+	t.Parallel()
+	got := unknownVariables([]string{"PATH", "HOME", "BEARER_TOKEN_REFERSH", "BEARER_TOKEN_FILE", "ENTRA_SERVICE_PRINCIPLE",
+		"AZURE_CLIENT_SECRET", "BEARER_TOKEN_FILE_REPLCE", "ENTRA_SERVICE_PRINCIPAL", "BEARER_TOKEN_MIN_VALIDTY", "https_proxy"})
+	want := []string{
+		"BEARER_TOKEN_REFERSH is set but is not a variable this program reads, and is ignored: did you mean BEARER_TOKEN_REFRESH?",
+		"ENTRA_SERVICE_PRINCIPLE is set but is not a variable this program reads, and is ignored: did you mean ENTRA_SERVICE_PRINCIPAL?",
+		"BEARER_TOKEN_FILE_REPLCE is set but is not a variable this program reads, and is ignored: did you mean BEARER_TOKEN_FILE_REPLACE?",
+		"BEARER_TOKEN_MIN_VALIDTY is set but is not a variable this program reads, and is ignored: did you mean BEARER_TOKEN_MIN_VALIDITY?",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("unknownVariables (-want +got):\n%s", diff)
+	}
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -710,7 +712,7 @@ func TestManualDocumentsManagedIdentityVariables(t *testing.T) {
 			return f.env[k]
 		}
 		var out strings.Builder
-		if err := run(t.Context(), []string{"azure-rest-api-token"}, getenv, &out); err != nil {
+		if err := run(t.Context(), []string{"azure-rest-api-token"}, getenv, slices.Sorted(maps.Keys(f.env)), &out); err != nil {
 			t.Fatalf("%v: %v\n%s", kind, err, out.String())
 		}
 	}

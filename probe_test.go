@@ -57,7 +57,7 @@ func TestCheck(t *testing.T) {
 
 		{name: "missing", wantExit: 3, wantOut: "does not exist"},
 		{name: "empty", file: write(""), wantExit: 3, wantOut: "is empty"},
-		{name: "a directory", file: func(t *testing.T, path string) { mustDo(t, os.Mkdir(path, 0o755)) }, wantExit: 3, wantOut: "not a regular file"},
+		{name: "a directory", file: func(t *testing.T, path string) { mustDo(t, os.Mkdir(path, 0o755)) }, wantExit: 3, wantOut: "a directory, not a file: name a file inside it"},
 		{name: "a FIFO, not blocking", file: func(t *testing.T, path string) { mustDo(t, syscall.Mkfifo(path, 0o644)) }, wantExit: 3, wantOut: "not a regular file"},
 		{name: "not a JWT", file: write("opaque-token-value"), wantExit: 3, wantOut: "not a signed JWT"},
 		{name: "a trailing newline", file: func(t *testing.T, path string) { write(tokenFor(t, nil)+"\n")(t, path) }, wantExit: 3, wantOut: "white space"},
@@ -95,7 +95,7 @@ func TestCheck(t *testing.T) {
 			var read []string
 			getenv := func(k string) string { read = append(read, k); return env[k] }
 			var out bytes.Buffer
-			err := run(t.Context(), []string{"azure-rest-api-token", "-check"}, getenv, &out)
+			err := run(t.Context(), []string{"azure-rest-api-token", "-check"}, getenv, nil, &out)
 			t.Logf("output: %s", out.String())
 			if got := exitStatus(err); got != tc.wantExit {
 				t.Errorf("exit status %d, want %d (%v)", got, tc.wantExit, err)

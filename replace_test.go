@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,7 +105,7 @@ func TestRefreshTakesOver(t *testing.T) {
 	out := &logBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"azure-rest-api-token"}, func(k string) string { return f.env[k] }, out)
+		done <- run(ctx, []string{"azure-rest-api-token"}, func(k string) string { return f.env[k] }, slices.Sorted(maps.Keys(f.env)), out)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "keeping the access token fresh") {

@@ -236,6 +236,13 @@ func runCases() []runCase {
 			wantOut: []string{`msg="wrote access token"`, "display_name=" + entratest.DefaultDisplayName,
 				"client_id=" + entratest.DefaultClientID, "audience=" + entratest.PrometheusResource, "expires=", "file="},
 			check: wantForm(entratest.DefaultTenantID, entratest.PrometheusResource)},
+		// A typo in an optional variable: a warning naming the closest known one, and the mode in the
+		// start-up line (issue 14, item 10).
+		{name: "mistyped BEARER_TOKEN_REFRESH", wantRequests: 1, setup: setEnv("BEARER_TOKEN_REFERSH", "true"),
+			wantOut: []string{`level=WARN msg="BEARER_TOKEN_REFERSH is set but is not a variable this program reads, and is ignored: did you mean BEARER_TOKEN_REFRESH?"`,
+				`msg="requesting access token"`, "mode=one-shot replace=false", `msg="wrote access token"`}},
+		{name: "replace mode in the start-up line", wantRequests: 1, setup: setEnv("BEARER_TOKEN_FILE_REPLACE", "true"),
+			wantOut: []string{"mode=one-shot replace=true"}, notOut: []string{"level=WARN"}},
 		{name: "domain-name tenant", wantRequests: 1,
 			setup: sp(validSP(map[string]any{"tenant": entratest.DefaultTenantDomain})),
 			check: wantForm(entratest.DefaultTenantDomain, entratest.PrometheusResource)},
@@ -414,7 +421,7 @@ func runCases() []runCase {
 			},
 			wantOut: []string{"SSL_CERT_FILE", "holds no PEM certificate"}},
 		{name: "SSL_CERT_FILE a directory", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = f.dir },
-			wantOut: []string{"SSL_CERT_FILE", "not a regular file"}},
+			wantOut: []string{"SSL_CERT_FILE", ": a directory, not a file: name the file inside it, such as"}, notOut: []string{"d---------"}},
 		{name: "SSL_CERT_FILE trusted", wantRequests: 1, setup: func(f *fixture) { f.env["SSL_CERT_FILE"] = os.Getenv("SSL_CERT_FILE") }},
 		{name: "SSL_CERT_DIR missing", wantExit: 1, setup: func(f *fixture) { f.env["SSL_CERT_DIR"] = "/etc/ssl/certs:" + filepath.Join(f.dir, "certs") },
 			wantOut: []string{"SSL_CERT_DIR", `certs\": no such file`}},
@@ -431,7 +438,8 @@ func runCases() []runCase {
 			setup: func(f *fixture) { mustDo(f.t, os.Symlink(filepath.Join(f.dir, "nowhere"), f.tokenFile)) }},
 		{name: "service principal file missing", wantExit: 1, setup: func(f *fixture) { mustDo(f.t, os.Remove(f.spFile)) },
 			wantOut: []string{"reading service principal", "no such file"}},
-		{name: "service principal path is a directory", wantExit: 1, setup: func(f *fixture) { f.env["ENTRA_SERVICE_PRINCIPAL"] = f.dir }},
+		{name: "service principal path is a directory", wantExit: 1, setup: func(f *fixture) { f.env["ENTRA_SERVICE_PRINCIPAL"] = f.dir },
+			wantOut: []string{`: a directory, not a file: name the file inside it, such as \"`, `/serviceprincipal.json\"`}, notOut: []string{"d---------"}},
 
 		// Invalid service principal file: exit 2, before any request.
 		{name: "not JSON", wantExit: 2, setup: spBytes([]byte(`appId=x password=` + entratest.DefaultSecret)), wantOut: []string{"not valid JSON"}},
@@ -453,6 +461,24 @@ func runCases() []runCase {
 		{name: "tenant with a slash", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "../common"})), wantOut: []string{"tenant ID or domain name"}},
 		{name: "tenant with a query", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "contoso?x=y"})), wantOut: []string{"tenant ID or domain name"}},
 		{name: "tenant with non-ASCII letters", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "cöntoso.com"})), wantOut: []string{"tenant ID or domain name"}},
+		// Placeholders copied from the docs and malformed IDs: named before any request (issue 14, item 9).
+		{name: "appId placeholder", wantExit: 2, setup: sp(validSP(map[string]any{"appId": "<app id>"})),
+			wantOut: []string{`attribute \"appId\" looks like a placeholder from an example, not a client ID: want the appId \"az ad sp create-for-rbac\" printed`}, notOut: []string{"<app id>"}},
+		{name: "appId all zeros", wantExit: 2, setup: sp(validSP(map[string]any{"appId": "00000000-0000-0000-0000-000000000000"})),
+			wantOut: []string{`attribute \"appId\" looks like a placeholder`}},
+		{name: "appId not a GUID", wantExit: 2, setup: sp(validSP(map[string]any{"appId": "my-prometheus-reader"})),
+			wantOut: []string{`attribute \"appId\" is not a client ID: want a GUID, 8-4-4-4-12 hexadecimal digits`}, notOut: []string{"my-prometheus-reader"}},
+		{name: "appId GUID one digit short", wantExit: 2, setup: sp(validSP(map[string]any{"appId": entratest.DefaultClientID[:35]})),
+			wantOut: []string{`attribute \"appId\" is not a client ID`}},
+		{name: "tenant placeholder", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "<tenant>"})),
+			wantOut: []string{`attribute \"tenant\" looks like a placeholder from an example: want the tenant ID (a GUID) or a domain name`}},
+		{name: "tenant ellipsis", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "…"})),
+			wantOut: []string{`attribute \"tenant\" looks like a placeholder`}},
+		{name: "tenant neither GUID nor domain", wantExit: 2, setup: sp(validSP(map[string]any{"tenant": "contoso"})),
+			wantOut: []string{`attribute \"tenant\" must be a tenant ID or domain name: a GUID, 8-4-4-4-12 hexadecimal digits, or a domain`}},
+		{name: "placeholders everywhere, password never echoed", wantExit: 2,
+			setup:   sp(map[string]any{"appId": "<app id>", "displayName": "<name>", "password": entratest.DefaultSecret, "tenant": "<tenant>"}),
+			wantOut: []string{`placeholder`}},
 		{name: "UTF-16 with byte-order mark", wantExit: 2, setup: spBytes(utf16le(string(validJSON))), wantOut: []string{"UTF-16"}},
 		{name: "UTF-16 without byte-order mark", wantExit: 2, setup: spBytes(utf16le(string(validJSON))[2:]), wantOut: []string{"UTF-16"}},
 		{name: "sdk-auth file", wantExit: 2, wantOut: []string{"--sdk-auth"},
@@ -582,7 +608,7 @@ func runCases() []runCase {
 		// The file cannot be written: exit 11, before any request.
 		{name: "token directory missing", wantExit: 11,
 			setup:   func(f *fixture) { f.env["BEARER_TOKEN_FILE"] = filepath.Join(f.dir, "missing", "token") },
-			wantOut: []string{"creating token file in", "no such file"}},
+			wantOut: []string{"creating token file in", "no such file or directory: the directory does not exist: mount a volume there, such as an emptyDir"}},
 	}
 	for _, secret := range []struct{ what, value string }{
 		{"spaces", "with spaces  in it "},

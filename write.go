@@ -53,9 +53,24 @@ func checkTokenDir(target string, replace bool) error {
 		_ = os.Remove(probe)
 	}
 	if err != nil {
-		return fmt.Errorf("creating token file in %q: %w", dir, err)
+		return fmt.Errorf("creating token file in %q: %w", dir, dirHint(dir, err))
 	}
 	return nil
+}
+
+// dirHint adds to err, a cause from creating a file in the token's directory dir, what to change in the
+// pod: the directory's volume, the read-only root file system the examples set, or the user the
+// program runs as (the image's 65532:65532).
+func dirHint(dir string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: the directory does not exist: mount a volume there, such as an emptyDir shared with the main container", err)
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: with readOnlyRootFilesystem (or a volume mounted readOnly) nothing can be written there: mount a writable emptyDir at %q", err, dir)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM) && !errors.Is(err, errNoHardLinks):
+		return fmt.Errorf("%w: this program runs as uid %d, gid %d, which may not write there: mount an emptyDir at %q (writable by every user), or give the pod securityContext.fsGroup: %d", err, os.Getuid(), os.Getgid(), dir, os.Getgid())
+	}
+	return err
 }
 
 // writeTokenFile writes token, exactly its bytes, to target with permission bits mode, so that the
@@ -110,13 +125,16 @@ func publishFile(ctx context.Context, target string, mode fs.FileMode, content s
 	switch {
 	case !replace && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EOPNOTSUPP)):
 		// The cause a user cannot guess from "operation not permitted".
-		return fmt.Errorf("the file system does not support hard links, with which the token file is published so that it never replaces another (link(2): %w): use a directory on another file system, such as an emptyDir", pathErr(err))
+		return fmt.Errorf("%w, with which the token file is published so that it never replaces another (link(2): %w): use a directory on another file system, such as an emptyDir", errNoHardLinks, pathErr(err))
 	case err != nil:
 		return pathErr(err)
 	}
 	syncDir(dir)
 	return nil
 }
+
+// errNoHardLinks is in publishFile's error when link(2) is refused: a file system without hard links.
+var errNoHardLinks = errors.New("the file system does not support hard links")
 
 // linkInto publishes the complete temporary file f at target with link(2), which fails with
 // fs.ErrExist if anything is there.

@@ -138,6 +138,14 @@ func TestReadOnlyDirectory(t *testing.T) {
 	if got := exitStatus(err); got != exitWrite {
 		t.Errorf("exit status = %d, want %d (error: %v)", got, exitWrite, err)
 	}
+	// What to change in the pod (issue 14, item 11): as root the cause is EROFS, otherwise EACCES.
+	want := "read-only file system: with readOnlyRootFilesystem (or a volume mounted readOnly) nothing can be written there: mount a writable emptyDir at"
+	if os.Geteuid() != 0 {
+		want = "permission denied: this program runs as uid"
+	}
+	if !strings.Contains(out, want) {
+		t.Errorf("output does not hold %q:\n%s", want, out)
+	}
 	if got := len(f.srv.Requests()); got != 0 {
 		t.Errorf("%d requests, want 0", got)
 	}
@@ -457,5 +465,87 @@ func TestKilledMidWrite(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string(nil), f.dirEntries()); diff != "" {
 		t.Errorf("token directory after SIGKILL mid-write (-want +got):\n%s", diff)
+	}
+}
+
+// TestPermissionHints: a permission error says which user the program runs as and what to change in
+// the pod (fsGroup, a Secret's defaultMode, an emptyDir); as root a test cannot meet one for real.
+func TestPermissionHints(t *testing.T) {
+	t.Parallel()
+	ids := fmt.Sprintf("this program runs as uid %d, gid %d", os.Getuid(), os.Getgid())
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"read", readHint(syscall.EACCES), "permission denied: " + ids + ": give the pod securityContext.fsGroup: " + strconv.Itoa(os.Getgid()) + ", which makes a Secret's files readable by that group (with defaultMode 0440), or a defaultMode such as 0444"},
+		{"read, other cause", readHint(syscall.EIO), "input/output error"},
+		{"directory", dirHint("/var/run/azure-token", syscall.EACCES), "permission denied: " + ids + ", which may not write there: mount an emptyDir at \"/var/run/azure-token\" (writable by every user), or give the pod securityContext.fsGroup: " + strconv.Itoa(os.Getgid())},
+		{"directory, read-only", dirHint("/var/run", syscall.EROFS), "read-only file system: with readOnlyRootFilesystem (or a volume mounted readOnly) nothing can be written there: mount a writable emptyDir at \"/var/run\""},
+		{"no hard links", dirHint("/mnt", fmt.Errorf("%w (link(2): %w)", errNoHardLinks, syscall.EPERM)), "the file system does not support hard links (link(2): operation not permitted)"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestBinaryAsImageUser runs the built program as the image's user, 65532:65532, with a service
+// principal file that only root may read (a Secret with defaultMode 0400 and no fsGroup) and then with
+// a token directory only root may write: each fails before any request, saying which user it runs as
+// and what to change in the pod (issue 14, item 11). It needs root, to switch users.
+func TestBinaryAsImageUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the program")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the program as 65532")
+	}
+	t.Parallel()
+	bin := buildProgram(t)
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fixture)
+		exit  int
+		want  string
+	}{
+		{"unreadable service principal", func(f *fixture) { mustDo(t, os.Chmod(f.spFile, 0o400)) }, exitConfig,
+			"reading service principal %q: permission denied: this program runs as uid 65532, gid 65532: give the pod securityContext.fsGroup: 65532"},
+		{"unwritable token directory", func(f *fixture) {
+			mustDo(t, os.Chmod(f.spFile, 0o444))
+			mustDo(t, os.Chmod(f.tokenDir, 0o755))
+		}, exitWrite, "creating token file in %q: permission denied: this program runs as uid 65532, gid 65532, which may not write there: mount an emptyDir at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			// Let 65532 reach the files, as a pod's volumes let it: every directory on the way traversable.
+			for _, d := range []string{filepath.Dir(bin), filepath.Dir(os.Getenv("SSL_CERT_FILE")), f.dir, filepath.Dir(f.dir)} {
+				mustDo(t, os.Chmod(d, 0o755))
+			}
+			tc.setup(f)
+			cmd := exec.Command(bin)
+			cmd.Env = []string{"SSL_CERT_FILE=" + os.Getenv("SSL_CERT_FILE")}
+			for k, v := range f.env {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65532, Gid: 65532}}
+			out, err := cmd.Output()
+			t.Logf("output:\n%s", out)
+			f.checkNoSecrets(string(out))
+			if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != tc.exit {
+				t.Errorf("exit: %v, want status %d", err, tc.exit)
+			}
+			path := f.spFile
+			if tc.exit == exitWrite {
+				path = f.tokenDir
+			}
+			if want := strings.ReplaceAll(fmt.Sprintf(tc.want, path), `"`, `\"`); !strings.Contains(string(out), want) {
+				t.Errorf("output does not hold %q", want)
+			}
+			if n := len(f.srv.Requests()); n != 0 {
+				t.Errorf("%d requests, want 0", n)
+			}
+		})
 	}
 }

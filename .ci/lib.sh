@@ -127,6 +127,15 @@ release_toolchain() {
 	sed -n 's/^ *- GOTOOLCHAIN=\(go[0-9.]*\)$/\1/p' "$repo/.goreleaser.yaml" | head -n1
 }
 
+# fetch_release_toolchain: the release toolchain in the module cache (GOTOOLCHAIN in .ko.yaml and
+# .goreleaser.yaml), while the module proxy may still be reached: every check that builds the image
+# needs it, and a fresh machine does not have it.
+fetch_release_toolchain() {
+	local v
+	v=$(release_toolchain)
+	[ -n "$v" ] && (cd "$repo" && GOTOOLCHAIN=$v go version)
+}
+
 # go_offline: from here on nothing may leave the machine. Proxies point at a
 # closed loopback port and the module proxy is off. cosign: no TUF refresh
 # (there is no Sigstore here); $offline_verify passes an empty trusted root to

@@ -10,27 +10,37 @@
 //	go run ./demo                  # the whole demo, in a temporary directory
 //	go run ./demo -program PATH    # run an already built binary instead of building one
 //	go run ./demo -serve DIR [-token-lifetime 90s]
-//	                               # only serve: write DIR/ca.pem, DIR/serviceprincipal.json and DIR/env,
-//	                               # then DIR/ready, and answer token requests until SIGINT or SIGTERM;
+//	                               # only serve: create DIR, write the files below, then DIR/ready,
+//	                               # and answer token requests, logging each, until SIGINT or SIGTERM;
 //	                               # DIR/env-managed-identity does the same with an IMDS stand-in
 //
 // DIR/env is complete: ". DIR/env" exports every variable the program needs to get a token from the
-// stand-in (ENTRA_SERVICE_PRINCIPAL, AZURE_RESOURCE, BEARER_TOKEN_FILE=DIR/token,
+// stand-in with a client secret (ENTRA_SERVICE_PRINCIPAL, AZURE_RESOURCE, BEARER_TOKEN_FILE=DIR/token,
 // AZURE_AUTHORITY_HOST and SSL_CERT_FILE=DIR/ca.pem), so that sourcing it and running the program
-// writes DIR/token. Remove DIR/token before running it again.
+// writes DIR/token. Remove DIR/token before running it again. DIR/env-certificate does the same with a
+// certificate credential (DIR/serviceprincipal-cert.json with "password": null, DIR/cert.pem), and
+// DIR/env-workload-identity with workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID and
+// AZURE_FEDERATED_TOKEN_FILE=DIR/federated-token, a service account token valid for an hour). Each
+// DIR/image*.env holds the same variables in the form of "docker run --env-file", for running the
+// image against the stand-in, with DIR mounted at the same path; -serve prints the command.
 package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,7 +58,7 @@ func main() {
 	var err error
 	if *serve != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = serveOnly(ctx, *serve, *lifetime)
+		err = serveOnly(ctx, *serve, *lifetime, os.Stdout)
 		stop()
 	} else {
 		err = demo(*program)
@@ -88,9 +98,20 @@ func setUp(dir string) (*entratest.Server, error) {
 	return srv, nil
 }
 
-// serveOnly runs the stand-in with its files in dir until ctx is done, issuing tokens valid for
-// lifetime (0: the stand-in's default).
-func serveOnly(ctx context.Context, dir string, lifetime time.Duration) error {
+// image is the image -serve suggests running against the stand-in: the release the examples pin.
+const image = "docker.io/densify/azure-rest-api-token:1.1.0"
+
+// serveOnly runs the stand-in with its files in dir, which it creates, until ctx is done, issuing
+// tokens valid for lifetime (0: the stand-in's default), and writes to out what it serves and each
+// request as it is answered.
+func serveOnly(ctx context.Context, dir string, lifetime time.Duration, out io.Writer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
 	srv, err := setUp(dir)
 	if err != nil {
 		return err
@@ -99,12 +120,35 @@ func serveOnly(ctx context.Context, dir string, lifetime time.Duration) error {
 	if lifetime != 0 {
 		srv.TokenLifetime = lifetime
 	}
-	dir, err = filepath.Abs(dir)
-	if err != nil {
+	var mu sync.Mutex
+	srv.Answered = func(r entratest.Request, status int) {
+		mu.Lock()
+		defer mu.Unlock()
+		what := "resource " + strconv.Quote(r.Form.Get("resource"))
+		if r.Form.Has("scope") {
+			what = "scope " + strconv.Quote(r.Form.Get("scope"))
+		}
+		cred := "client secret"
+		if r.Form.Has("client_assertion") {
+			cred = "client assertion"
+		}
+		fmt.Fprintf(out, "%s answered %d to %s %s (client_id %q, %s, %s)\n",
+			time.Now().UTC().Format(time.RFC3339), status, r.Method, r.Path, r.Form.Get("client_id"), what, cred)
+	}
+	if err := setUpOtherCredentials(srv, dir); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(envFile(dir, srv.URL)), 0o644); err != nil {
-		return err
+	for _, f := range []struct{ name, content string }{
+		{"env", shellEnv(secretEnv(dir, srv.URL))},
+		{"env-certificate", shellEnv(certificateEnv(dir, srv.URL))},
+		{"env-workload-identity", shellEnv(workloadIdentityEnv(dir, srv.URL))},
+		{"image.env", dockerEnv(secretEnv(dir, srv.URL))},
+		{"image-certificate.env", dockerEnv(certificateEnv(dir, srv.URL))},
+		{"image-workload-identity.env", dockerEnv(workloadIdentityEnv(dir, srv.URL))},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.content), 0o644); err != nil {
+			return err
+		}
 	}
 	imds, err := serveManagedIdentity(dir)
 	if err != nil {
@@ -114,26 +158,100 @@ func serveOnly(ctx context.Context, dir string, lifetime time.Duration) error {
 	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("Entra stand-in serving at %s; files in %s; stop with SIGTERM\n", srv.URL, dir)
+	fmt.Fprintf(out, `Entra stand-in serving at %[1]s; files in %[2]s; stop with SIGTERM or Ctrl-C.
+Run the program against it (a client secret; env-certificate and env-workload-identity for the others):
+  (. '%[2]s/env' && go run github.com/densify-dev/azure-rest-api-token)
+Run the image against it, as you, so that it can read the files and write %[2]s/token
+(image-certificate.env and image-workload-identity.env for the others):
+  docker run --rm --network host --user "$(id -u):$(id -g)" -v '%[2]s:%[2]s' --env-file '%[2]s/image.env' %[3]s
+Remove %[2]s/token before running either again.
+`, srv.URL, dir, image)
 	<-ctx.Done()
-	for _, r := range srv.Requests() {
-		fmt.Printf("received %s %s (client_id %q, resource %q)\n", r.Method, r.Path, r.Form.Get("client_id"), r.Form.Get("resource"))
+	return nil
+}
+
+// setUpOtherCredentials registers a certificate and a federated credential on the stand-in's app and
+// writes what a user of each has: dir/cert.pem and dir/serviceprincipal-cert.json ("password": null),
+// and dir/federated-token, a service account token from the issuer the federated credential trusts.
+func setUpOtherCredentials(srv *entratest.Server, dir string) error {
+	key, err := entratest.RSAKey(2048)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	cert, err := entratest.NewCertificate(key, now.Add(-time.Hour), now.Add(30*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	token, err := entratest.ServiceAccountToken(nil)
+	if err != nil {
+		return err
+	}
+	app := srv.Apps[entratest.DefaultClientID]
+	app.Certificates = append(app.Certificates, cert)
+	app.Federated = append(app.Federated, entratest.FederatedCredential{
+		Issuer: entratest.ServiceAccountIssuer, Subject: entratest.ServiceAccountSubject, Audience: entratest.TokenExchangeAudience})
+	srv.Apps[entratest.DefaultClientID] = app
+	pemData := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})...)
+	sp, _ := json.MarshalIndent(map[string]any{
+		"appId":       entratest.DefaultClientID,
+		"displayName": entratest.DefaultDisplayName,
+		"password":    nil,
+		"tenant":      entratest.DefaultTenantID,
+	}, "", "  ")
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"cert.pem", pemData}, {"serviceprincipal-cert.json", append(sp, '\n')}, {"federated-token", []byte(token)}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600); err != nil { // as a Secret's key would be kept
+			return err
+		}
 	}
 	return nil
 }
 
-// envFile returns the text of DIR/env for the stand-in at authority with its files in dir, an absolute
-// path: one "export NAME='value'" line per variable, single-quoted for any shell.
-func envFile(dir, authority string) string {
-	var b strings.Builder
-	for _, kv := range [][2]string{
+// secretEnv, certificateEnv and workloadIdentityEnv return the variables that get a token from the
+// stand-in at authority, with its files in dir (an absolute path), with each credential.
+func secretEnv(dir, authority string) [][2]string {
+	return [][2]string{
 		{"ENTRA_SERVICE_PRINCIPAL", filepath.Join(dir, "serviceprincipal.json")},
 		{"AZURE_RESOURCE", entratest.PrometheusResource},
 		{"BEARER_TOKEN_FILE", filepath.Join(dir, "token")},
 		{"AZURE_AUTHORITY_HOST", authority},
 		{"SSL_CERT_FILE", filepath.Join(dir, "ca.pem")},
-	} {
+	}
+}
+
+func certificateEnv(dir, authority string) [][2]string {
+	env := secretEnv(dir, authority)
+	env[0][1] = filepath.Join(dir, "serviceprincipal-cert.json")
+	return append(env, [2]string{"AZURE_CLIENT_CERTIFICATE_PATH", filepath.Join(dir, "cert.pem")})
+}
+
+func workloadIdentityEnv(dir, authority string) [][2]string {
+	return append([][2]string{
+		{"AZURE_CLIENT_ID", entratest.DefaultClientID},
+		{"AZURE_TENANT_ID", entratest.DefaultTenantID},
+		{"AZURE_FEDERATED_TOKEN_FILE", filepath.Join(dir, "federated-token")},
+	}, secretEnv(dir, authority)[1:]...)
+}
+
+// shellEnv returns one "export NAME='value'" line per variable, single-quoted for any shell.
+func shellEnv(env [][2]string) string {
+	var b strings.Builder
+	for _, kv := range env {
 		fmt.Fprintf(&b, "export %s='%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", `'\''`))
+	}
+	return b.String()
+}
+
+// dockerEnv returns one NAME=value line per variable, as "docker run --env-file" reads them: no
+// quoting, the value as it is to the end of the line.
+func dockerEnv(env [][2]string) string {
+	var b strings.Builder
+	for _, kv := range env {
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
 	}
 	return b.String()
 }

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // released is an image reference the release publishes: docker.io/densify/azure-rest-api-token (or
@@ -205,4 +208,133 @@ func checkExcerpt(t *testing.T, line int, source string, block []string) {
 		}
 	}
 	t.Errorf("README.md: the YAML block ending at line %d is not a verbatim excerpt of %s", line, source)
+}
+
+// TestOlderClusters: the example for clusters without native sidecars sets restartPolicy on no
+// container (an API server without native sidecars refuses the field, or drops it and never starts the
+// app), runs the refreshing container as a regular container with the probes, and writes the first
+// token in a one-shot init container; the native example keeps its sidecar an init container with
+// restartPolicy Always (issue 14, item 2).
+func TestOlderClusters(t *testing.T) {
+	native, older := sidecarSpec(t, "sidecar-deployment.yaml"), sidecarSpec(t, "sidecar-deployment-older-clusters.yaml")
+	if len(native.InitContainers) != 1 || native.InitContainers[0].RestartPolicy == nil || *native.InitContainers[0].RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Errorf("sidecar-deployment.yaml: want one init container with restartPolicy Always")
+	}
+	for _, c := range append(slices.Clone(older.InitContainers), older.Containers...) {
+		if c.RestartPolicy != nil {
+			t.Errorf("sidecar-deployment-older-clusters.yaml: container %q sets restartPolicy", c.Name)
+		}
+	}
+	env := func(c corev1.Container, name string) string {
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	if len(older.InitContainers) != 1 || env(older.InitContainers[0], "BEARER_TOKEN_REFRESH") != "" || env(older.InitContainers[0], "BEARER_TOKEN_FILE_REPLACE") != "true" {
+		t.Errorf("sidecar-deployment-older-clusters.yaml: want one one-shot init container with BEARER_TOKEN_FILE_REPLACE=true")
+	}
+	var refresher *corev1.Container
+	for i, c := range older.Containers {
+		if env(c, "BEARER_TOKEN_REFRESH") == "true" {
+			refresher = &older.Containers[i]
+		}
+	}
+	if refresher == nil {
+		t.Fatal("sidecar-deployment-older-clusters.yaml: no regular container with BEARER_TOKEN_REFRESH=true")
+	}
+	if refresher.StartupProbe == nil || refresher.LivenessProbe == nil || refresher.ReadinessProbe == nil {
+		t.Errorf("sidecar-deployment-older-clusters.yaml: container %q: want startup, liveness and readiness probes", refresher.Name)
+	}
+	if env(older.InitContainers[0], "BEARER_TOKEN_FILE") != env(*refresher, "BEARER_TOKEN_FILE") {
+		t.Errorf("sidecar-deployment-older-clusters.yaml: the init container and %q write different files", refresher.Name)
+	}
+}
+
+func sidecarSpec(t *testing.T, file string) *corev1.PodSpec {
+	t.Helper()
+	objs, err := DecodeFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range objs {
+		if _, spec, ok := PodTemplate(obj); ok {
+			return spec
+		}
+	}
+	t.Fatalf("%s: no pod template", file)
+	return nil
+}
+
+// TestExampleConventions: every Deployment carries the label app.kubernetes.io/name on itself, its
+// selector and its pod template, and every container that is not the program (the app, the
+// forwarder) has a tagged image and a runAsUser (issue 14, item 18).
+func TestExampleConventions(t *testing.T) {
+	files, err := Manifests(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged := regexp.MustCompile(`^[^@]+/[^/:@]+:[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	for _, file := range files {
+		objs, err := DecodeFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objs {
+			if d, ok := obj.(*appsv1.Deployment); ok {
+				name := d.Labels["app.kubernetes.io/name"]
+				if name == "" || d.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != name || d.Spec.Template.Labels["app.kubernetes.io/name"] != name {
+					t.Errorf("%s: Deployment %q: want app.kubernetes.io/name on the Deployment, its selector and its pod template, alike", file, d.Name)
+				}
+			}
+			_, spec, ok := PodTemplate(obj)
+			if !ok {
+				continue
+			}
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				if strings.Contains(c.Image, "azure-rest-api-token") {
+					continue
+				}
+				if !tagged.MatchString(c.Image) || strings.HasSuffix(c.Image, ":latest") {
+					t.Errorf("%s: container %q: image %q has no version tag", file, c.Name, c.Image)
+				}
+				if c.SecurityContext == nil || c.SecurityContext.RunAsUser == nil {
+					t.Errorf("%s: container %q: no runAsUser", file, c.Name)
+				}
+			}
+		}
+	}
+}
+
+// TestNamespaceLabelWarning: wherever a policy file tells the user to label a namespace for
+// policy-controller, the next lines say that every image no policy covers is then refused, in the
+// controller's words ("uncovered by policy", the refusal .ci/admission-check asserts for an image no
+// policy covers) (issue 14, item 8).
+func TestNamespaceLabelWarning(t *testing.T) {
+	files, err := filepath.Glob("admission/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no admission policies: %v", err)
+	}
+	n := 0
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(data), "\n")
+		for i, line := range lines {
+			if !strings.Contains(line, "policy.sigstore.dev/include=true") {
+				continue
+			}
+			n++
+			if !strings.Contains(strings.Join(lines[i:min(i+8, len(lines))], "\n"), `"uncovered by policy"`) {
+				t.Errorf("%s:%d: the namespace label, without saying that every image no policy covers is then refused (\"uncovered by policy\")", file, i+1)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no namespace label command found")
+	}
 }

@@ -98,6 +98,9 @@ type Server struct {
 	// Now is the server's clock, for the tokens it issues and the assertions it checks; nil means
 	// time.Now. A test with a simulated clock sets it to that clock's.
 	Now func() time.Time
+	// Answered, when set, is called after each response is sent, with the request and the status:
+	// for a log of the requests as they are answered (the demo's -serve).
+	Answered func(r Request, status int)
 
 	srv      *httptest.Server
 	config   sync.RWMutex // held for writing by Change, for reading while a request is answered
@@ -181,8 +184,9 @@ func (s *Server) Requests() []Request {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	_ = r.ParseForm()
+	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm, RemoteAddr: r.RemoteAddr, Time: s.now()}
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm, RemoteAddr: r.RemoteAddr, Time: s.now()})
+	s.requests = append(s.requests, req)
 	var canned *Response
 	if len(s.queue) > 0 {
 		canned = &s.queue[0]
@@ -191,6 +195,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if canned != nil {
 		writeCanned(w, r, canned)
+		if s.Answered != nil {
+			s.Answered(req, canned.Status)
+		}
 		return
 	}
 	s.config.RLock()
@@ -200,6 +207,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+	if s.Answered != nil {
+		s.Answered(req, status)
+	}
 }
 
 // refusal is an Entra error response.

@@ -3,7 +3,7 @@
 // listed on standard error. It reads the manifest with the same strict decoding as the tests and
 // writes a Pod to standard output.
 //
-//	testpod -image REF -reader REF -authority URL -ca FILE [-imds URL] -secret NAME=DIR... MANIFEST
+//	testpod -image REF -reader REF -authority URL -ca FILE [-imds URL] -secret NAME=DIR... [-emptydir DIR] MANIFEST
 //
 // The changes:
 //   - kind: the pod template of a CronJob, Job or Deployment becomes a Pod (podman 4.3 plays Pods and
@@ -21,7 +21,11 @@
 //   - secret volumes become hostPath volumes of directories laid out as the kubelet lays out a
 //     Secret (podman 4.3.1 crashes on secret volumes in kube play);
 //   - a native sidecar (an init container with restartPolicy Always) becomes a regular container
-//     without probes: podman 4.3 knows neither;
+//     without probes: podman 4.3 knows neither; a token container that is already a regular container
+//     (sidecar-deployment-older-clusters.yaml) loses its probes too;
+//   - with -emptydir DIR, every emptyDir volume becomes a hostPath DIR/NAME made mode 0777, as the
+//     kubelet makes an emptyDir (podman gives a new volume to the user of whichever container mounts
+//     it first, at random among regular containers, so that another user could not write it);
 //   - every ConfigMap a volume names is written before the Pod, with a placeholder for each key
 //     (kube play refuses a pod whose ConfigMap it does not have).
 package main
@@ -61,6 +65,7 @@ func main() {
 	authority := flag.String("authority", "", "AZURE_AUTHORITY_HOST: the Entra stand-in")
 	ca := flag.String("ca", "", "host path of the stand-in's CA certificate (PEM)")
 	imds := flag.String("imds", "", "AZURE_POD_IDENTITY_AUTHORITY_HOST: the IMDS stand-in, for managed identity")
+	emptyDirs := flag.String("emptydir", "", "`directory` in which each emptyDir volume becomes a hostPath of mode 0777")
 	sec := secrets{}
 	flag.Var(sec, "secret", "`NAME=DIR`: the host directory laid out as Secret NAME (repeatable)")
 	flag.Parse()
@@ -69,6 +74,9 @@ func main() {
 		os.Exit(2)
 	}
 	pod, err := transform(flag.Arg(0), *image, *reader, strings.Fields(*readerArgs), *authority, *ca, *imds, sec)
+	if err == nil && *emptyDirs != "" {
+		err = hostEmptyDirs(&pod.Spec, *emptyDirs)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testpod:", err)
 		os.Exit(1)
@@ -162,6 +170,10 @@ func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, autho
 				continue
 			}
 			tokenContainers[c.Name] = true
+			if c.StartupProbe != nil || c.LivenessProbe != nil || c.ReadinessProbe != nil {
+				note("container %q: probes dropped (podman 4.3 does not run them)", c.Name)
+				c.StartupProbe, c.LivenessProbe, c.ReadinessProbe = nil, nil, nil
+			}
 			note("container %q: image %s -> %s", c.Name, c.Image, image)
 			c.Image = image
 			c.ImagePullPolicy = corev1.PullIfNotPresent
@@ -237,4 +249,26 @@ func through(file string, mounts, other []corev1.VolumeMount) (string, error) {
 		return "", fmt.Errorf("does not mount volume %q, where the token is", m.Name)
 	}
 	return "", fmt.Errorf("the token file %s is on no volume", file)
+}
+
+// hostEmptyDirs replaces every emptyDir volume of spec with a hostPath directory root/NAME, created with
+// mode 0777 as the kubelet creates an emptyDir.
+func hostEmptyDirs(spec *corev1.PodSpec, root string) error {
+	dirType := corev1.HostPathDirectory
+	for i := range spec.Volumes {
+		v := &spec.Volumes[i]
+		if v.EmptyDir == nil {
+			continue
+		}
+		dir := path.Join(root, v.Name)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o777); err != nil { // whatever the umask
+			return err
+		}
+		note("volume %q: emptyDir -> hostPath %s, mode 0777 as the kubelet makes an emptyDir", v.Name, dir)
+		v.VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &dirType}}
+	}
+	return nil
 }
