@@ -42,6 +42,7 @@ const (
 	arcDefaultEndpoint      = "http://127.0.0.1:40342/metadata/identity/oauth2/token"
 	serviceFabricAPIVersion = "2019-07-01-preview"
 	maxArcKeySize           = 4096 // bytes; MSAL Go refuses a larger key file
+	maxArcKeyName           = 255  // bytes of the key file's name: NAME_MAX on Linux; the agent's are a GUID and ".key"
 	imdsAttempts            = 16   // at most; BEARER_TOKEN_TIMEOUT ends them sooner
 )
 
@@ -469,7 +470,7 @@ func (s *managedIdentitySource) arcChallenge(ctx context.Context, client *http.C
 	}
 	key, err := readArcKey(path)
 	if err != nil {
-		return "", withExit(exitConfig, fmt.Errorf("reading the Azure Arc key file %q: %w (this program must run as root or in the himds group to read it)", path, err))
+		return "", withExit(exitConfig, fmt.Errorf("reading the Azure Arc key file %q: %w (this program must run as root or in the himds group to read it)", truncate(path, 2*maxField+len(arcTokenDir)), err))
 	}
 	return key, nil
 }
@@ -485,14 +486,15 @@ func arcKeyPath(challenge string) (string, error) {
 	return path, nil
 }
 
-// arcKeyFile reports an error, quoting path, unless path names a ".key" file directly in dir, the
-// agent's token directory, whose name is letters, digits, "-" and "_" before ".key" (the agent names
-// them by GUID): written as is, absolute, with no "." or ".." and no link followed (see
-// [readArcKey]). A hostile listener on the agent's port must not make this program send it another
-// file's content.
+// arcKeyFile reports an error, quoting path (cut short), unless path names a ".key" file directly in
+// dir, the agent's token directory, whose name is letters, digits, "-" and "_" before ".key" (the
+// agent names them by GUID), at most maxArcKeyName bytes in all: written as is, absolute, with no "."
+// or ".." and no link followed (see [readArcKey]). A hostile listener on the agent's port must not
+// make this program send it another file's content, nor print a name of its choosing at any length.
 func arcKeyFile(path, dir string) error {
 	stem, isKey := strings.CutSuffix(filepath.Base(path), ".key")
 	if !filepath.IsAbs(path) || filepath.Clean(path) != path || filepath.Dir(path) != dir || !isKey || stem == "" ||
+		len(filepath.Base(path)) > maxArcKeyName ||
 		strings.ContainsFunc(stem, func(r rune) bool {
 			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_')
 		}) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -450,16 +451,18 @@ func TestArcKeyFileRule(t *testing.T) {
 	t.Parallel()
 	dir := "/var/opt/azcmagent/tokens"
 	for path, ok := range map[string]bool{
-		dir + "/0a1b.key":          true,
-		dir + "/.key":              false,
-		dir + "/..key":             false,
-		dir + "/a b.key":           false,
-		dir + "/6f1c-a_B9.key":     true,
-		dir + "/0a1b.key.txt":      false,
-		dir + "/0a1b":              false,
-		dir + "/sub/0a1b.key":      false,
-		dir + "/../tokens/x.key":   false,
-		dir + "//x.key":            false,
+		dir + "/0a1b.key":        true,
+		dir + "/.key":            false,
+		dir + "/..key":           false,
+		dir + "/a b.key":         false,
+		dir + "/6f1c-a_B9.key":   true,
+		dir + "/0a1b.key.txt":    false,
+		dir + "/0a1b":            false,
+		dir + "/sub/0a1b.key":    false,
+		dir + "/../tokens/x.key": false,
+		dir + "//x.key":          false,
+		dir + "/" + strings.Repeat("a", maxArcKeyName-4) + ".key": true,
+		dir + "/" + strings.Repeat("a", maxArcKeyName-3) + ".key": false,
 		"/etc/shadow":              false,
 		"/var/opt/azcmagent/x.key": false,
 		"tokens/x.key":             false,
@@ -722,4 +725,60 @@ func TestManualDocumentsManagedIdentityVariables(t *testing.T) {
 			t.Errorf("README.md does not document `%s`", k)
 		}
 	}
+}
+
+// TestManagedIdentityHostile plays a hostile or broken listener on the managed identity endpoint's
+// port, and a broken platform environment: every line the program prints stays short and one line,
+// nothing is read or sent that should not be, and what cannot work fails before any request.
+func TestManagedIdentityHostile(t *testing.T) {
+	t.Parallel()
+	challenge := func(value string) func(f *miFixture) {
+		return func(f *miFixture) {
+			f.mi.Enqueue(entratest.Response{Status: 401, Header: map[string]string{"WWW-Authenticate": value}, Body: "{}"})
+		}
+	}
+	fifo := filepath.Join(arcTokenDir, "fifo.key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(arcTokenDir, "dir.key")
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+	// shortLines checks that no line of the output is longer than a few KiB.
+	shortLines := func(t *testing.T, _ *miFixture, out string) {
+		for line := range strings.Lines(out) {
+			if len(line) > 4096 {
+				t.Errorf("a line of %d bytes: %.300s…", len(line), line)
+			}
+		}
+	}
+	runMITable(t, []miCase{
+		{name: "Azure Arc key file with a name too long for the file system", kind: entratest.Arc, wantExit: 10, wantRequests: 1,
+			setup:   challenge("Basic realm=" + arcTokenDir + "/" + strings.Repeat("a", 100_000) + ".key"),
+			wantOut: []string{"not a .key file in", "nothing was read or sent"}, check: shortLines},
+		{name: "Azure Arc challenge of 4 MB", kind: entratest.Arc, wantExit: 10, wantRequests: 1,
+			setup: challenge("Basic realm=" + strings.Repeat("/x", 2<<20)), check: shortLines},
+		{name: "Azure Arc key file a FIFO, not blocking", kind: entratest.Arc, wantExit: 1, wantRequests: 1,
+			setup:   func(f *miFixture) { f.env["BEARER_TOKEN_TIMEOUT"] = "5s"; challenge("Basic realm=" + fifo)(f) },
+			wantOut: []string{"not a regular file (p"}},
+		{name: "Azure Arc key file a directory", kind: entratest.Arc, wantExit: 1, wantRequests: 1, setup: challenge("Basic realm=" + dir),
+			wantOut: []string{"not a regular file (d"}},
+		{name: "Azure Arc second request redirected, not followed", kind: entratest.Arc, wantExit: 10, wantRequests: 2,
+			setup: func(f *miFixture) {
+				key := filepath.Join(arcTokenDir, "redirect.key")
+				if err := os.WriteFile(key, []byte("k3y-redirect"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				f.keyMaterial = append(f.keyMaterial, "k3y-redirect")
+				challenge("Basic realm=" + key)(f)
+				f.mi.Enqueue(entratest.Response{Status: 302, Header: map[string]string{"Location": "http://127.0.0.1:1/steal"}})
+			},
+			wantOut: []string{"302 Found, not a JSON object"}, notOut: []string{"k3y-redirect"}},
+		{name: "escapes and a huge description from IMDS", kind: entratest.IMDS, wantExit: 10, wantRequests: 1,
+			setup: func(f *miFixture) {
+				f.mi.Enqueue(jsonResponse(400, fmt.Sprintf(`{"error":"bad\u001b[31m","error_description":%q}`, "\x1b]0;pwned\x07\r\nlevel=ERROR forged "+strings.Repeat("d", 900_000))))
+			},
+			notOut: []string{"\x1b", "\r", "\nlevel=ERROR forged"}, check: shortLines},
+	})
 }
