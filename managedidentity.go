@@ -173,9 +173,6 @@ func loadManagedIdentity(getenv func(string) string, resource string) (*managedI
 		if s.endpoint, err = parseEndpoint("IDENTITY_ENDPOINT", identityEndpoint, "http", "https"); err != nil {
 			return nil, withExit(exitConfig, err)
 		}
-		if strings.ContainsFunc(identityHeader, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-			return nil, withExit(exitConfig, errors.New("IDENTITY_HEADER holds control characters"))
-		}
 	case getenv("MSI_ENDPOINT") != "" && getenv("MSI_SECRET") != "":
 		return nil, withExit(exitConfig, errors.New("ENTRA_MANAGED_IDENTITY: this is Azure Machine Learning (MSI_ENDPOINT and MSI_SECRET are set), whose managed identity endpoint is not supported here: use a service principal (ENTRA_SERVICE_PRINCIPAL) or workload identity"))
 	case getenv("MSI_ENDPOINT") != "":
@@ -202,6 +199,11 @@ func loadManagedIdentity(getenv func(string) string, resource string) (*managedI
 		}
 		u.Path = imdsTokenPath
 		s.endpoint = u
+	}
+	// Refused here, before any request (App Service and Service Fabric alike): net/http would refuse
+	// the header only when sending it, as a network error, and it would be retried.
+	if strings.ContainsFunc(s.secret, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return nil, withExit(exitConfig, errors.New("IDENTITY_HEADER holds control characters"))
 	}
 	if err := s.checkSelector(s.host); err != nil {
 		return nil, err

@@ -780,5 +780,8 @@ func TestManagedIdentityHostile(t *testing.T) {
 				f.mi.Enqueue(jsonResponse(400, fmt.Sprintf(`{"error":"bad\u001b[31m","error_description":%q}`, "\x1b]0;pwned\x07\r\nlevel=ERROR forged "+strings.Repeat("d", 900_000))))
 			},
 			notOut: []string{"\x1b", "\r", "\nlevel=ERROR forged"}, check: shortLines},
+		{name: "Service Fabric IDENTITY_HEADER with a control character", kind: entratest.ServiceFabric, wantExit: 1, wantRequests: 0,
+			setup:   func(f *miFixture) { f.env["IDENTITY_HEADER"] = "secret\r\nX-Injected: 1" },
+			wantOut: []string{"IDENTITY_HEADER holds control characters"}, notOut: []string{"retrying", "X-Injected"}},
 	})
 }
