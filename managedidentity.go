@@ -383,18 +383,20 @@ func withTransport(client *http.Client, f func(*http.Transport)) *http.Client {
 // pinnedTLS returns the TLS configuration for Service Fabric's endpoint, whose certificate is
 // self-signed: it is accepted if and only if its SHA-1 thumbprint is thumbprint
 // (IDENTITY_SERVER_THUMBPRINT), as MSAL Go's servicefabric.go does. The chain is not verified, since
-// there is none; the pin replaces it.
+// there is none; the pin replaces it. A certificate that does not match is a
+// [*tls.CertificateVerificationError], which [send] does not retry: it will not go away on its own.
 func pinnedTLS(thumbprint []byte) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // #nosec G402: VerifyConnection pins the certificate
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the Service Fabric endpoint sent no certificate")
+				return &tls.CertificateVerificationError{Err: errors.New("the Service Fabric endpoint sent no certificate")}
 			}
 			sum := sha1.Sum(cs.PeerCertificates[0].Raw)
 			if subtle.ConstantTimeCompare(sum[:], thumbprint) != 1 {
-				return fmt.Errorf("the Service Fabric endpoint's certificate has the thumbprint %X, not IDENTITY_SERVER_THUMBPRINT's", sum[:])
+				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates,
+					Err: fmt.Errorf("the Service Fabric endpoint's certificate has the thumbprint %X, not IDENTITY_SERVER_THUMBPRINT's", sum[:])}
 			}
 			return nil
 		},

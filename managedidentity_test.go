@@ -385,9 +385,9 @@ func TestManagedIdentityRefusals(t *testing.T) {
 			wantOut: []string{`returned a token whose \"xms_mirid\" is`, "it ignored the selection"}},
 		miCase{name: "App Service 500 retried as Entra's", kind: entratest.AppService, wantRequests: 2,
 			setup: enqueue(jsonResponse(500, `{"statusCode":500,"message":"An unexpected error occured while fetching the AAD Token."}`))},
-		miCase{name: "Service Fabric certificate not the pinned one", kind: entratest.ServiceFabric, wantExit: 10, wantRequests: 0,
+		miCase{name: "Service Fabric certificate not the pinned one, not retried", kind: entratest.ServiceFabric, wantExit: 10, wantRequests: 0,
 			setup:   func(f *miFixture) { f.env["IDENTITY_SERVER_THUMBPRINT"] = strings.Repeat("AB", 20) },
-			wantOut: []string{"not IDENTITY_SERVER_THUMBPRINT's"}},
+			wantOut: []string{"not IDENTITY_SERVER_THUMBPRINT's"}, notOut: []string{"retrying", "no answer"}},
 	)
 	runMITable(t, cases)
 }
