@@ -341,15 +341,15 @@ func (s *managedIdentitySource) token(ctx context.Context, client *http.Client, 
 
 // checkIdentity refuses a token for another identity than the user-assigned one ENTRA_MANAGED_IDENTITY
 // selects, as an endpoint that ignored the selector (a wrong spelling, an agent that cannot choose)
-// would hand out: the token's "appid" (client ID), "oid" (object ID) or "xms_mirid" (resource ID),
-// when it has the claim, must be the selected one. It reads the claims without verifying the token,
+// would hand out: the token's "appid" (client ID; "azp" in a v2.0 token), "oid" (object ID) or
+// "xms_mirid" (resource ID), when it has the claim, must be the selected one
+// (https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference). It reads the claims without verifying the token,
 // as [checkToken] does; a token it cannot read is left to [checkToken]. Its error has exit status 12,
 // as [checkToken]'s do.
 func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
 	if s.id.kind == "" {
 		return nil
 	}
-	claim := map[string]string{"client_id": "appid", "object_id": "oid", "resource_id": "xms_mirid"}[s.id.kind]
 	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
 	if err != nil {
 		return nil
@@ -358,12 +358,15 @@ func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
 	if parsed.UnsafeClaimsWithoutVerification(&claims) != nil {
 		return nil
 	}
-	got, ok := claims[claim].(string)
-	if !ok || strings.EqualFold(got, s.id.value) {
-		return nil
+	for _, claim := range map[string][]string{"client_id": {"appid", "azp"}, "object_id": {"oid"}, "resource_id": {"xms_mirid"}}[s.id.kind] {
+		got, ok := claims[claim].(string)
+		if !ok || strings.EqualFold(got, s.id.value) {
+			continue
+		}
+		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one",
+			host, claim, truncate(got, 2*maxField), s.id))
 	}
-	return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one",
-		host, claim, truncate(got, 2*maxField), s.id))
+	return nil
 }
 
 // withTransport returns a copy of client whose transport (an *http.Transport, as [newHTTPClient]'s

@@ -783,5 +783,12 @@ func TestManagedIdentityHostile(t *testing.T) {
 		{name: "Service Fabric IDENTITY_HEADER with a control character", kind: entratest.ServiceFabric, wantExit: 1, wantRequests: 0,
 			setup:   func(f *miFixture) { f.env["IDENTITY_HEADER"] = "secret\r\nX-Injected: 1" },
 			wantOut: []string{"IDENTITY_HEADER holds control characters"}, notOut: []string{"retrying", "X-Injected"}},
+		{name: "a v2 token (azp) for another client ID than the selected one", kind: entratest.IMDS, wantExit: 12, wantRequests: 1,
+			setup: func(f *miFixture) {
+				f.env["ENTRA_MANAGED_IDENTITY"] = "client_id=" + entratest.UserIdentity.ClientID
+				token := tokenFor(t, map[string]any{"appid": nil, "ver": "2.0", "azp": entratest.SystemIdentity.ClientID})
+				f.mi.Enqueue(jsonResponse(200, fmt.Sprintf(`{"access_token":%q,"token_type":"Bearer"}`, token)))
+			},
+			wantOut: []string{`\"azp\" is \"` + entratest.SystemIdentity.ClientID, "it ignored the selection"}},
 	})
 }
