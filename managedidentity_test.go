@@ -792,3 +792,42 @@ func TestManagedIdentityHostile(t *testing.T) {
 			wantOut: []string{`\"azp\" is \"` + entratest.SystemIdentity.ClientID, "it ignored the selection"}},
 	})
 }
+
+// TestArcKeyFileSwappedForFIFO races readArcKey against a process (here a goroutine) that swaps the key
+// file for a FIFO between the check of its type and its opening: the read must never block waiting for
+// a writer that never comes, whichever it opens. It fails when a read has not returned after 5 seconds.
+func TestArcKeyFileSwappedForFIFO(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path, regular, tmp := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular"), filepath.Join(dir, "tmp")
+	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop, swapperDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(swapperDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.Link(regular, tmp)
+			_ = os.Rename(tmp, path)
+			_ = syscall.Mkfifo(tmp, 0o600)
+			_ = os.Rename(tmp, path)
+		}
+	}()
+	defer func() { close(stop); <-swapperDone }()
+	reads := 0
+	for start := time.Now(); time.Since(start) < time.Second; reads++ {
+		done := make(chan struct{})
+		go func() { _, _ = readArcKey(path); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("readArcKey blocked on a FIFO swapped in after its check (read %d)", reads+1)
+		}
+	}
+	t.Logf("%d reads", reads)
+}
