@@ -159,7 +159,9 @@
 // never sooner than 30 seconds after the last one. Managed identity tokens live about 24 hours and the
 // platform caches them: a renewal may get the same token back, with the same expiry; that is no
 // failure (its log line says same_token=true), and the next renewal again comes at half of what is
-// left, so that one token lifetime costs about ten requests. Every renewal reads the credential files again (a
+// left, within the last 30 seconds too (at least a second apart) rather than after expiry, so that one
+// token lifetime costs about ten requests, about twenty where the endpoint keeps handing out a token
+// until its last seconds. Every renewal reads the credential files again (a
 // Secret or projected token rotated by the kubelet is used at once) and sends one request; the new token
 // replaces the file by rename. A renewal that fails for any reason, 400 and 401 included, leaves the
 // current token in the file and is retried after 10 seconds, doubling up to 5 minutes, each wait up to

@@ -693,6 +693,44 @@ func TestManagedIdentityRefresh(t *testing.T) {
 	}
 }
 
+// TestManagedIdentityRefreshCachedToTheEnd runs refresh mode against a stand-in that hands out the same
+// token until it has less than 5 seconds left, as an endpoint whose cache keeps a token to its last
+// moments would: renewals 30 seconds apart (the floor) got the same token up to 30 seconds before its
+// expiry and then waited past it, so that the run exited 10 with an expired token in the file. Five
+// token lifetimes must pass with no expiry, at a bounded cost.
+func TestManagedIdentityRefreshCachedToTheEnd(t *testing.T) {
+	t.Parallel()
+	f := newMIFixture(t, entratest.IMDS)
+	f.mi.CacheUntil = 5 * time.Second
+	clk := newFakeClock()
+	f.mi.Now = clk.Now
+	log := &logBuffer{}
+	l := startLoop(t, f.fixture, clk, log)
+	l.started()
+	l.waitFor("five new tokens, or the end of the run", func() bool {
+		select {
+		case <-l.done:
+			return true
+		default:
+			return f.mi.Issued() >= 6
+		}
+	})
+	select {
+	case <-l.done:
+		t.Fatalf("refresh mode ended with %v after %d new tokens, want it to keep the token fresh", l.err, f.mi.Issued())
+	default:
+	}
+	if _, err := l.stop(); err != nil {
+		t.Errorf("refresh mode stopped with %v, want nil", err)
+	}
+	reqs := f.mi.Requests()
+	perLifetime := float64(len(reqs)-1) * float64(24*time.Hour) / float64(reqs[len(reqs)-1].Time.Sub(reqs[0].Time))
+	t.Logf("%d requests, %d new tokens: %.1f requests per 24-hour token", len(reqs), f.mi.Issued(), perLifetime)
+	if perLifetime > 25 {
+		t.Errorf("%.1f requests per 24-hour token, want at most 25", perLifetime)
+	}
+}
+
 // TestManualDocumentsManagedIdentityVariables is TestManualDocumentsEveryVariable for managed
 // identity: every variable a run on each kind of host reads is in the manual and the README.
 func TestManualDocumentsManagedIdentityVariables(t *testing.T) {
