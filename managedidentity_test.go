@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -390,6 +392,31 @@ func TestManagedIdentityRefusals(t *testing.T) {
 			wantOut: []string{"not IDENTITY_SERVER_THUMBPRINT's"}, notOut: []string{"retrying", "no answer"}},
 	)
 	runMITable(t, cases)
+}
+
+// rawListener returns the URL of a loopback listener that answers every connection with answer, as
+// it is, whatever the request, until the test ends.
+func rawListener(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = c.Read(make([]byte, 4096))
+				_, _ = io.WriteString(c, answer)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // closedPort returns the URL of a loopback port nothing listens on.
@@ -818,6 +845,12 @@ func TestManagedIdentityHostile(t *testing.T) {
 				f.mi.Enqueue(jsonResponse(400, fmt.Sprintf(`{"error":"bad\u001b[31m","error_description":%q}`, "\x1b]0;pwned\x07\r\nlevel=ERROR forged "+strings.Repeat("d", 900_000))))
 			},
 			notOut: []string{"\x1b", "\r", "\nlevel=ERROR forged"}, check: shortLines},
+		{name: "a 1 MB malformed header line from a raw listener on IMDS's port", kind: entratest.IMDS, wantExit: 10, wantRequests: 0,
+			setup: func(f *miFixture) {
+				f.env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = rawListener(f.t, "HTTP/1.1 200 OK\r\n\x1b[31m"+strings.Repeat("A", 1<<20)+"\r\n\r\n")
+				f.env["BEARER_TOKEN_TIMEOUT"] = "1s"
+			},
+			wantOut: []string{"malformed MIME header"}, notOut: []string{"\x1b"}, check: shortLines},
 		{name: "Service Fabric IDENTITY_HEADER with a control character", kind: entratest.ServiceFabric, wantExit: 1, wantRequests: 0,
 			setup:   func(f *miFixture) { f.env["IDENTITY_HEADER"] = "secret\r\nX-Injected: 1" },
 			wantOut: []string{"IDENTITY_HEADER holds control characters"}, notOut: []string{"retrying", "X-Injected"}},
