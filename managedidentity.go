@@ -513,9 +513,10 @@ func arcKeyFile(path, dir string) error {
 
 // readArcKey reads the Azure Arc key file at path: a regular file, not a symbolic link, of at most
 // maxArcKeySize bytes, opened and checked to be the same file, and holding no white space or control
-// characters once trimmed. It opens without blocking (O_NONBLOCK), so that a FIFO put in the file's
-// place between the check and the opening cannot hang it: the check after opening refuses it. Errors
-// never hold its content.
+// characters once trimmed. It opens without blocking (O_NONBLOCK) or following a symbolic link
+// (O_NOFOLLOW), so that a FIFO or a link put in the file's place between the check and the opening
+// can neither hang it nor make it open another file (opening a device or a FIFO acts by itself); the
+// check after opening refuses whatever else it opened. Errors never hold its content.
 func readArcKey(path string) (string, error) {
 	info, err := os.Lstat(path)
 	if err != nil {
@@ -527,7 +528,7 @@ func readArcKey(path string) (string, error) {
 	if info.Size() > maxArcKeySize {
 		return "", fmt.Errorf("larger than %d bytes", maxArcKeySize)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|oNoFollow, 0)
 	if err != nil {
 		return "", pathErr(err)
 	}

@@ -902,3 +902,61 @@ func TestArcKeyFileSwappedForFIFO(t *testing.T) {
 	}
 	t.Logf("%d reads", reads)
 }
+
+// TestArcKeyFileSwappedForLink races readArcKey against a process that swaps the key file for a
+// symbolic link to a file elsewhere between the check and the opening: the link is never followed,
+// not even to be refused after opening, since opening can act by itself (a device, a FIFO's writer).
+// The link names a FIFO whose writer waits for a reader: it is released only if a read follows it.
+func TestArcKeyFileSwappedForLink(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path, regular, tmp, fifo := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular"), filepath.Join(dir, "tmp"), filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan struct{})
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // blocks until a reader opens the FIFO
+		if err == nil {
+			f.Close()
+		}
+		close(opened)
+	}()
+	stop, swapperDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(swapperDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.Link(regular, tmp)
+			_ = os.Rename(tmp, path)
+			_ = os.Symlink(fifo, tmp)
+			_ = os.Rename(tmp, path)
+		}
+	}()
+	reads := 0
+	for start := time.Now(); time.Since(start) < time.Second; reads++ {
+		_, _ = readArcKey(path)
+		select {
+		case <-opened:
+			close(stop)
+			<-swapperDone
+			t.Fatalf("readArcKey followed a symbolic link swapped in after its check (read %d)", reads+1)
+		default:
+		}
+	}
+	close(stop)
+	<-swapperDone
+	// Release the writer.
+	if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+		<-opened
+		f.Close()
+	}
+	t.Logf("%d reads", reads)
+}
