@@ -864,19 +864,13 @@ func TestManagedIdentityHostile(t *testing.T) {
 	})
 }
 
-// TestArcKeyFileSwappedForFIFO races readArcKey against a process (here a goroutine) that swaps the key
-// file for a FIFO between the check of its type and its opening: the read must never block waiting for
-// a writer that never comes, whichever it opens. It fails when a read has not returned after 5 seconds.
-func TestArcKeyFileSwappedForFIFO(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path, regular, tmp := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular"), filepath.Join(dir, "tmp")
-	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stop, swapperDone := make(chan struct{}), make(chan struct{})
+// swapKeyFile puts, over and over until the test ends, a link to the regular file and then what
+// makeOther makes at a temporary name in path's place, by rename: a process racing readArcKey.
+func swapKeyFile(t *testing.T, path, regular string, makeOther func(tmp string) error) {
+	tmp := path + ".tmp"
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(swapperDone)
+		defer close(done)
 		for {
 			select {
 			case <-stop:
@@ -885,11 +879,24 @@ func TestArcKeyFileSwappedForFIFO(t *testing.T) {
 			}
 			_ = os.Link(regular, tmp)
 			_ = os.Rename(tmp, path)
-			_ = syscall.Mkfifo(tmp, 0o600)
+			_ = makeOther(tmp)
 			_ = os.Rename(tmp, path)
 		}
 	}()
-	defer func() { close(stop); <-swapperDone }()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// TestArcKeyFileSwappedForFIFO races readArcKey against a process that swaps the key file for a FIFO
+// between the check of its type and its opening: the read must never block waiting for a writer that
+// never comes, whichever it opens. It fails when a read has not returned after 5 seconds.
+func TestArcKeyFileSwappedForFIFO(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path, regular := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular")
+	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	swapKeyFile(t, path, regular, func(tmp string) error { return syscall.Mkfifo(tmp, 0o600) })
 	reads := 0
 	for start := time.Now(); time.Since(start) < time.Second; reads++ {
 		done := make(chan struct{})
@@ -910,7 +917,7 @@ func TestArcKeyFileSwappedForFIFO(t *testing.T) {
 func TestArcKeyFileSwappedForLink(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	path, regular, tmp, fifo := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular"), filepath.Join(dir, "tmp"), filepath.Join(t.TempDir(), "elsewhere")
+	path, regular, fifo := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular"), filepath.Join(t.TempDir(), "elsewhere")
 	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -919,44 +926,26 @@ func TestArcKeyFileSwappedForLink(t *testing.T) {
 	}
 	opened := make(chan struct{})
 	go func() {
-		f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // blocks until a reader opens the FIFO
-		if err == nil {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil { // blocks until a reader opens the FIFO
 			f.Close()
 		}
 		close(opened)
 	}()
-	stop, swapperDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(swapperDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_ = os.Link(regular, tmp)
-			_ = os.Rename(tmp, path)
-			_ = os.Symlink(fifo, tmp)
-			_ = os.Rename(tmp, path)
+	t.Cleanup(func() { // release the writer
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			<-opened
+			f.Close()
 		}
-	}()
+	})
+	swapKeyFile(t, path, regular, func(tmp string) error { return os.Symlink(fifo, tmp) })
 	reads := 0
 	for start := time.Now(); time.Since(start) < time.Second; reads++ {
 		_, _ = readArcKey(path)
 		select {
 		case <-opened:
-			close(stop)
-			<-swapperDone
 			t.Fatalf("readArcKey followed a symbolic link swapped in after its check (read %d)", reads+1)
 		default:
 		}
-	}
-	close(stop)
-	<-swapperDone
-	// Release the writer.
-	if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-		<-opened
-		f.Close()
 	}
 	t.Logf("%d reads", reads)
 }
