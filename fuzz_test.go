@@ -206,12 +206,12 @@ func FuzzEscapeControl(f *testing.F) {
 }
 
 // FuzzArcChallenge: whatever Azure Arc's challenge (WWW-Authenticate) says, a key file is accepted
-// only directly in the token directory, as a .key file, with no "." or ".." in its path; and the
-// refusal is one line.
+// only directly in the token directory, as a .key file, with no "." or ".." in its path and a name
+// the file system can hold; and the refusal is one line of bounded length.
 func FuzzArcChallenge(f *testing.F) {
 	dir := "/var/opt/azcmagent/tokens"
 	for _, s := range []string{"Basic realm=" + dir + "/a.key", "Basic realm=/etc/shadow", "basic realm=" + dir + "/../x.key",
-		"Basic realm=" + dir + "/a.key\n", "Bearer realm=x", "Basic realm=", "Basic  realm=" + dir + "/.key", ""} {
+		"Basic realm=" + dir + "/a.key\n", "Bearer realm=x", "Basic realm=", "Basic  realm=" + dir + "/.key", "", "Basic realm=" + dir + "/" + strings.Repeat("a", 5000) + ".key"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, challenge string) {
@@ -220,12 +220,12 @@ func FuzzArcChallenge(f *testing.F) {
 			err = arcKeyFile(path, dir)
 		}
 		if err != nil {
-			if strings.ContainsAny(err.Error(), "\r\n") {
-				t.Fatalf("refusal is not one line: %q", err)
+			if len(err.Error()) > maxErrorText || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("refusal is %d bytes or not one line: %q", len(err.Error()), err)
 			}
 			return
 		}
-		if filepath.Dir(path) != dir || filepath.Ext(path) != ".key" || filepath.Clean(path) != path || strings.Contains(path, "..") {
+		if filepath.Dir(path) != dir || filepath.Ext(path) != ".key" || filepath.Clean(path) != path || strings.Contains(path, "..") || len(filepath.Base(path)) > 255 {
 			t.Fatalf("accepted %q from %q", path, challenge)
 		}
 	})

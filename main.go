@@ -131,8 +131,9 @@
 // http://127.0.0.1:40342/metadata/identity/oauth2/token)?api-version=2020-06-01, header Metadata: true,
 // twice: the agent answers the first with 401 and "WWW-Authenticate: Basic realm=<key file>", and the
 // second carries the key file's content as "Authorization: Basic". The key file is read only if it is a
-// regular .key file directly in /var/opt/azcmagent/tokens, of at most 4096 bytes, and is never printed;
-// a challenge naming any other path is refused, naming it, and nothing is read or sent (the program must
+// regular .key file directly in /var/opt/azcmagent/tokens, named with letters, digits, "-" and "_" (at
+// most 255 bytes), of at most 4096 bytes, opened without blocking, and is never printed; a challenge
+// naming any other path is refused, naming it, and nothing is read or sent (the program must
 // run as root or in the himds group to read it). A run that succeeds at once sends one request (Azure
 // Arc: two). IMDS answers are retried as Microsoft documents: network errors, 404 (an identity not yet
 // assigned), 410 (IMDS updating, up to 70 seconds), 429 and every 5xx but 509, never 400, 401 or 403,
@@ -164,7 +165,9 @@
 // never sooner than 30 seconds after the last one. Managed identity tokens live about 24 hours and the
 // platform caches them: a renewal may get the same token back, with the same expiry; that is no
 // failure (its log line says same_token=true), and the next renewal again comes at half of what is
-// left, so that one token lifetime costs about ten requests. Every renewal reads the credential files again (a
+// left, within the last 30 seconds too (at least a second apart) rather than after expiry, so that one
+// token lifetime costs about ten requests, about twenty where the endpoint keeps handing out a token
+// until its last seconds. Every renewal reads the credential files again (a
 // Secret or projected token rotated by the kubelet is used at once) and sends one request; the new token
 // replaces the file by rename. A renewal that fails for any reason, 400 and 401 included, leaves the
 // current token in the file and is retried after 10 seconds, doubling up to 5 minutes, each wait up to

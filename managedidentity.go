@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -42,6 +43,7 @@ const (
 	arcDefaultEndpoint      = "http://127.0.0.1:40342/metadata/identity/oauth2/token"
 	serviceFabricAPIVersion = "2019-07-01-preview"
 	maxArcKeySize           = 4096 // bytes; MSAL Go refuses a larger key file
+	maxArcKeyName           = 255  // bytes of the key file's name: NAME_MAX on Linux; the agent's are a GUID and ".key"
 	imdsAttempts            = 16   // at most; BEARER_TOKEN_TIMEOUT ends them sooner
 )
 
@@ -172,9 +174,6 @@ func loadManagedIdentity(getenv func(string) string, resource string) (*managedI
 		if s.endpoint, err = parseEndpoint("IDENTITY_ENDPOINT", identityEndpoint, "http", "https"); err != nil {
 			return nil, withExit(exitConfig, err)
 		}
-		if strings.ContainsFunc(identityHeader, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-			return nil, withExit(exitConfig, errors.New("IDENTITY_HEADER holds control characters"))
-		}
 	case getenv("MSI_ENDPOINT") != "" && getenv("MSI_SECRET") != "":
 		return nil, withExit(exitConfig, errors.New("ENTRA_MANAGED_IDENTITY: this is Azure Machine Learning (MSI_ENDPOINT and MSI_SECRET are set), whose managed identity endpoint is not supported here: use a service principal (ENTRA_SERVICE_PRINCIPAL) or workload identity"))
 	case getenv("MSI_ENDPOINT") != "":
@@ -201,6 +200,11 @@ func loadManagedIdentity(getenv func(string) string, resource string) (*managedI
 		}
 		u.Path = imdsTokenPath
 		s.endpoint = u
+	}
+	// Refused here, before any request (App Service and Service Fabric alike): net/http would refuse
+	// the header only when sending it, as a network error, and it would be retried.
+	if strings.ContainsFunc(s.secret, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return nil, withExit(exitConfig, errors.New("IDENTITY_HEADER holds control characters"))
 	}
 	if err := s.checkSelector(s.host); err != nil {
 		return nil, err
@@ -338,15 +342,15 @@ func (s *managedIdentitySource) token(ctx context.Context, client *http.Client, 
 
 // checkIdentity refuses a token for another identity than the user-assigned one ENTRA_MANAGED_IDENTITY
 // selects, as an endpoint that ignored the selector (a wrong spelling, an agent that cannot choose)
-// would hand out: the token's "appid" (client ID), "oid" (object ID) or "xms_mirid" (resource ID),
-// when it has the claim, must be the selected one. It reads the claims without verifying the token,
+// would hand out: the token's "appid" (client ID; "azp" in a v2.0 token), "oid" (object ID) or
+// "xms_mirid" (resource ID), when it has the claim, must be the selected one
+// (https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference). It reads the claims without verifying the token,
 // as [checkToken] does; a token it cannot read is left to [checkToken]. Its error has exit status 12,
 // as [checkToken]'s do.
 func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
 	if s.id.kind == "" {
 		return nil
 	}
-	claim := map[string]string{"client_id": "appid", "object_id": "oid", "resource_id": "xms_mirid"}[s.id.kind]
 	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
 	if err != nil {
 		return nil
@@ -355,12 +359,15 @@ func (s *managedIdentitySource) checkIdentity(host miHost, token string) error {
 	if parsed.UnsafeClaimsWithoutVerification(&claims) != nil {
 		return nil
 	}
-	got, ok := claims[claim].(string)
-	if !ok || strings.EqualFold(got, s.id.value) {
-		return nil
+	for _, claim := range map[string][]string{"client_id": {"appid", "azp"}, "object_id": {"oid"}, "resource_id": {"xms_mirid"}}[s.id.kind] {
+		got, ok := claims[claim].(string)
+		if !ok || strings.EqualFold(got, s.id.value) {
+			continue
+		}
+		return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one",
+			host, claim, truncate(got, 2*maxField), s.id))
 	}
-	return withExit(exitTokenInvalid, fmt.Errorf("checking the access token: the %s endpoint returned a token whose %q is %q, not the identity %s that ENTRA_MANAGED_IDENTITY selects: it ignored the selection and handed out another identity, perhaps the system-assigned one",
-		host, claim, truncate(got, 2*maxField), s.id))
+	return nil
 }
 
 // withTransport returns a copy of client whose transport (an *http.Transport, as [newHTTPClient]'s
@@ -380,18 +387,20 @@ func withTransport(client *http.Client, f func(*http.Transport)) *http.Client {
 // pinnedTLS returns the TLS configuration for Service Fabric's endpoint, whose certificate is
 // self-signed: it is accepted if and only if its SHA-1 thumbprint is thumbprint
 // (IDENTITY_SERVER_THUMBPRINT), as MSAL Go's servicefabric.go does. The chain is not verified, since
-// there is none; the pin replaces it.
+// there is none; the pin replaces it. A certificate that does not match is a
+// [*tls.CertificateVerificationError], which [send] does not retry: it will not go away on its own.
 func pinnedTLS(thumbprint []byte) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // #nosec G402: VerifyConnection pins the certificate
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the Service Fabric endpoint sent no certificate")
+				return &tls.CertificateVerificationError{Err: errors.New("the Service Fabric endpoint sent no certificate")}
 			}
 			sum := sha1.Sum(cs.PeerCertificates[0].Raw)
 			if subtle.ConstantTimeCompare(sum[:], thumbprint) != 1 {
-				return fmt.Errorf("the Service Fabric endpoint's certificate has the thumbprint %X, not IDENTITY_SERVER_THUMBPRINT's", sum[:])
+				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates,
+					Err: fmt.Errorf("the Service Fabric endpoint's certificate has the thumbprint %X, not IDENTITY_SERVER_THUMBPRINT's", sum[:])}
 			}
 			return nil
 		},
@@ -469,7 +478,7 @@ func (s *managedIdentitySource) arcChallenge(ctx context.Context, client *http.C
 	}
 	key, err := readArcKey(path)
 	if err != nil {
-		return "", withExit(exitConfig, fmt.Errorf("reading the Azure Arc key file %q: %w (this program must run as root or in the himds group to read it)", path, err))
+		return "", withExit(exitConfig, fmt.Errorf("reading the Azure Arc key file %q: %w (this program must run as root or in the himds group to read it)", truncate(path, 2*maxField+len(arcTokenDir)), err))
 	}
 	return key, nil
 }
@@ -485,14 +494,15 @@ func arcKeyPath(challenge string) (string, error) {
 	return path, nil
 }
 
-// arcKeyFile reports an error, quoting path, unless path names a ".key" file directly in dir, the
-// agent's token directory, whose name is letters, digits, "-" and "_" before ".key" (the agent names
-// them by GUID): written as is, absolute, with no "." or ".." and no link followed (see
-// [readArcKey]). A hostile listener on the agent's port must not make this program send it another
-// file's content.
+// arcKeyFile reports an error, quoting path (cut short), unless path names a ".key" file directly in
+// dir, the agent's token directory, whose name is letters, digits, "-" and "_" before ".key" (the
+// agent names them by GUID), at most maxArcKeyName bytes in all: written as is, absolute, with no "."
+// or ".." and no link followed (see [readArcKey]). A hostile listener on the agent's port must not
+// make this program send it another file's content, nor print a name of its choosing at any length.
 func arcKeyFile(path, dir string) error {
 	stem, isKey := strings.CutSuffix(filepath.Base(path), ".key")
 	if !filepath.IsAbs(path) || filepath.Clean(path) != path || filepath.Dir(path) != dir || !isKey || stem == "" ||
+		len(filepath.Base(path)) > maxArcKeyName ||
 		strings.ContainsFunc(stem, func(r rune) bool {
 			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_')
 		}) {
@@ -503,7 +513,10 @@ func arcKeyFile(path, dir string) error {
 
 // readArcKey reads the Azure Arc key file at path: a regular file, not a symbolic link, of at most
 // maxArcKeySize bytes, opened and checked to be the same file, and holding no white space or control
-// characters once trimmed. Errors never hold its content.
+// characters once trimmed. It opens without blocking (O_NONBLOCK) or following a symbolic link
+// (O_NOFOLLOW), so that a FIFO or a link put in the file's place between the check and the opening
+// can neither hang it nor make it open another file (opening a device or a FIFO acts by itself); the
+// check after opening refuses whatever else it opened. Errors never hold its content.
 func readArcKey(path string) (string, error) {
 	info, err := os.Lstat(path)
 	if err != nil {
@@ -515,7 +528,7 @@ func readArcKey(path string) (string, error) {
 	if info.Size() > maxArcKeySize {
 		return "", fmt.Errorf("larger than %d bytes", maxArcKeySize)
 	}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|oNoFollow, 0)
 	if err != nil {
 		return "", pathErr(err)
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -386,11 +389,36 @@ func TestManagedIdentityRefusals(t *testing.T) {
 			wantOut: []string{`returned a token whose \"xms_mirid\" is`, "it ignored the selection"}},
 		miCase{name: "App Service 500 retried as Entra's", kind: entratest.AppService, wantRequests: 2,
 			setup: enqueue(jsonResponse(500, `{"statusCode":500,"message":"An unexpected error occured while fetching the AAD Token."}`))},
-		miCase{name: "Service Fabric certificate not the pinned one", kind: entratest.ServiceFabric, wantExit: 10, wantRequests: 0,
+		miCase{name: "Service Fabric certificate not the pinned one, not retried", kind: entratest.ServiceFabric, wantExit: 10, wantRequests: 0,
 			setup:   func(f *miFixture) { f.env["IDENTITY_SERVER_THUMBPRINT"] = strings.Repeat("AB", 20) },
-			wantOut: []string{"not IDENTITY_SERVER_THUMBPRINT's"}},
+			wantOut: []string{"not IDENTITY_SERVER_THUMBPRINT's"}, notOut: []string{"retrying", "no answer"}},
 	)
 	runMITable(t, cases)
+}
+
+// rawListener returns the URL of a loopback listener that answers every connection with answer, as
+// it is, whatever the request, until the test ends.
+func rawListener(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = c.Read(make([]byte, 4096))
+				_, _ = io.WriteString(c, answer)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // closedPort returns the URL of a loopback port nothing listens on.
@@ -452,16 +480,18 @@ func TestArcKeyFileRule(t *testing.T) {
 	t.Parallel()
 	dir := "/var/opt/azcmagent/tokens"
 	for path, ok := range map[string]bool{
-		dir + "/0a1b.key":          true,
-		dir + "/.key":              false,
-		dir + "/..key":             false,
-		dir + "/a b.key":           false,
-		dir + "/6f1c-a_B9.key":     true,
-		dir + "/0a1b.key.txt":      false,
-		dir + "/0a1b":              false,
-		dir + "/sub/0a1b.key":      false,
-		dir + "/../tokens/x.key":   false,
-		dir + "//x.key":            false,
+		dir + "/0a1b.key":        true,
+		dir + "/.key":            false,
+		dir + "/..key":           false,
+		dir + "/a b.key":         false,
+		dir + "/6f1c-a_B9.key":   true,
+		dir + "/0a1b.key.txt":    false,
+		dir + "/0a1b":            false,
+		dir + "/sub/0a1b.key":    false,
+		dir + "/../tokens/x.key": false,
+		dir + "//x.key":          false,
+		dir + "/" + strings.Repeat("a", maxArcKeyName-4) + ".key": true,
+		dir + "/" + strings.Repeat("a", maxArcKeyName-3) + ".key": false,
 		"/etc/shadow":              false,
 		"/var/opt/azcmagent/x.key": false,
 		"tokens/x.key":             false,
@@ -656,39 +686,65 @@ func TestIMDSRetryable(t *testing.T) {
 
 // TestManagedIdentityRefresh runs refresh mode against an IMDS stand-in that caches tokens as the
 // platform does, handing out the same token with the same expiry until it has less than 5 minutes
-// left: the renewals must never let the file hold an expired token, and one 24-hour token lifetime
-// must cost few requests.
+// left, or, as an endpoint whose cache keeps a token to its last moments, less than 5 seconds (where
+// renewals 30 seconds apart, the floor, used to get the same token up to 30 seconds before its expiry,
+// then wait past it and exit 10): the renewals must never let the file hold an expired token, and one
+// 24-hour token lifetime must cost few requests.
 func TestManagedIdentityRefresh(t *testing.T) {
 	t.Parallel()
-	f := newMIFixture(t, entratest.IMDS)
-	f.mi.CacheUntil = 5 * time.Minute
-	clk := newFakeClock()
-	f.mi.Now = clk.Now
-	log := &logBuffer{}
-	l := startLoop(t, f.fixture, clk, log)
-	l.started()
-	start := clk.Now()
-	// Three token lifetimes.
-	l.waitFor("three new tokens", func() bool { return f.mi.Issued() >= 4 })
-	if _, err := l.stop(); err != nil {
-		t.Errorf("refresh mode stopped with %v, want nil", err)
-	}
-	_, failed := log.counts()
-	reqs := f.mi.Requests()
-	elapsed := clk.Now().Sub(start)
-	perLifetime := float64(len(reqs)-1) * float64(24*time.Hour) / float64(reqs[len(reqs)-1].Time.Sub(reqs[0].Time))
-	t.Logf("%d requests, %d new tokens over %v: %.1f requests per 24-hour token", len(reqs), f.mi.Issued(), elapsed.Round(time.Minute), perLifetime)
-	if failed != 0 {
-		t.Errorf("%d failed renewals, want none", failed)
-	}
-	if perLifetime > 12 {
-		t.Errorf("%.1f requests per 24-hour token, want at most 12", perLifetime)
-	}
-	if strings.Contains(log.String(), "expired") {
-		t.Errorf("a token expired:\n%s", log.String())
-	}
-	if !strings.Contains(log.String(), "same_token=true") {
-		t.Errorf("no renewal said it got the same token back")
+	for _, tc := range []struct {
+		name           string
+		cacheUntil     time.Duration
+		newTokens      int
+		maxPerLifetime float64
+	}{
+		{"cached until 5 minutes before expiry", 5 * time.Minute, 3, 12},
+		{"cached until 5 seconds before expiry", 5 * time.Second, 5, 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newMIFixture(t, entratest.IMDS)
+			f.mi.CacheUntil = tc.cacheUntil
+			clk := newFakeClock()
+			f.mi.Now = clk.Now
+			log := &logBuffer{}
+			l := startLoop(t, f.fixture, clk, log)
+			l.started()
+			start := clk.Now()
+			l.waitFor("new tokens, or the end of the run", func() bool {
+				select {
+				case <-l.done:
+					return true
+				default:
+					return f.mi.Issued() >= tc.newTokens+1
+				}
+			})
+			select {
+			case <-l.done:
+				t.Fatalf("refresh mode ended with %v after %d new tokens, want it to keep the token fresh", l.err, f.mi.Issued())
+			default:
+			}
+			if _, err := l.stop(); err != nil {
+				t.Errorf("refresh mode stopped with %v, want nil", err)
+			}
+			_, failed := log.counts()
+			reqs := f.mi.Requests()
+			elapsed := clk.Now().Sub(start)
+			perLifetime := float64(len(reqs)-1) * float64(24*time.Hour) / float64(reqs[len(reqs)-1].Time.Sub(reqs[0].Time))
+			t.Logf("%d requests, %d new tokens over %v: %.1f requests per 24-hour token", len(reqs), f.mi.Issued(), elapsed.Round(time.Minute), perLifetime)
+			if failed != 0 {
+				t.Errorf("%d failed renewals, want none", failed)
+			}
+			if perLifetime > tc.maxPerLifetime {
+				t.Errorf("%.1f requests per 24-hour token, want at most %v", perLifetime, tc.maxPerLifetime)
+			}
+			if strings.Contains(log.String(), "expired") {
+				t.Errorf("a token expired:\n%s", log.String())
+			}
+			if !strings.Contains(log.String(), "same_token=true") {
+				t.Errorf("no renewal said it got the same token back")
+			}
+		})
 	}
 }
 
@@ -724,4 +780,162 @@ func TestManualDocumentsManagedIdentityVariables(t *testing.T) {
 			t.Errorf("README.md does not document `%s`", k)
 		}
 	}
+}
+
+// TestManagedIdentityHostile plays a hostile or broken listener on the managed identity endpoint's
+// port, and a broken platform environment: every line the program prints stays short and one line,
+// nothing is read or sent that should not be, and what cannot work fails before any request.
+func TestManagedIdentityHostile(t *testing.T) {
+	t.Parallel()
+	challenge := func(value string) func(f *miFixture) {
+		return func(f *miFixture) {
+			f.mi.Enqueue(entratest.Response{Status: 401, Header: map[string]string{"WWW-Authenticate": value}, Body: "{}"})
+		}
+	}
+	fifo := filepath.Join(arcTokenDir, "fifo.key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(arcTokenDir, "dir.key")
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+	// shortLines checks that no line of the output is longer than a few KiB.
+	shortLines := func(t *testing.T, _ *miFixture, out string) {
+		for line := range strings.Lines(out) {
+			if len(line) > 4096 {
+				t.Errorf("a line of %d bytes: %.300s…", len(line), line)
+			}
+		}
+	}
+	runMITable(t, []miCase{
+		{name: "Azure Arc key file with a name too long for the file system", kind: entratest.Arc, wantExit: 10, wantRequests: 1,
+			setup:   challenge("Basic realm=" + arcTokenDir + "/" + strings.Repeat("a", 100_000) + ".key"),
+			wantOut: []string{"not a .key file in", "nothing was read or sent"}, check: shortLines},
+		{name: "Azure Arc challenge of 4 MB", kind: entratest.Arc, wantExit: 10, wantRequests: 1,
+			setup: challenge("Basic realm=" + strings.Repeat("/x", 2<<20)), check: shortLines},
+		{name: "Azure Arc key file a FIFO, not blocking", kind: entratest.Arc, wantExit: 1, wantRequests: 1,
+			setup:   func(f *miFixture) { f.env["BEARER_TOKEN_TIMEOUT"] = "5s"; challenge("Basic realm=" + fifo)(f) },
+			wantOut: []string{"not a regular file (p"}},
+		{name: "Azure Arc key file a directory", kind: entratest.Arc, wantExit: 1, wantRequests: 1, setup: challenge("Basic realm=" + dir),
+			wantOut: []string{"not a regular file (d"}},
+		{name: "Azure Arc second request redirected, not followed", kind: entratest.Arc, wantExit: 10, wantRequests: 2,
+			setup: func(f *miFixture) {
+				key := filepath.Join(arcTokenDir, "redirect.key")
+				if err := os.WriteFile(key, []byte("k3y-redirect"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				f.keyMaterial = append(f.keyMaterial, "k3y-redirect")
+				challenge("Basic realm=" + key)(f)
+				f.mi.Enqueue(entratest.Response{Status: 302, Header: map[string]string{"Location": "http://127.0.0.1:1/steal"}})
+			},
+			wantOut: []string{"302 Found, not a JSON object"}, notOut: []string{"k3y-redirect"}},
+		{name: "escapes and a huge description from IMDS", kind: entratest.IMDS, wantExit: 10, wantRequests: 1,
+			setup: func(f *miFixture) {
+				f.mi.Enqueue(jsonResponse(400, fmt.Sprintf(`{"error":"bad\u001b[31m","error_description":%q}`, "\x1b]0;pwned\x07\r\nlevel=ERROR forged "+strings.Repeat("d", 900_000))))
+			},
+			notOut: []string{"\x1b", "\r", "\nlevel=ERROR forged"}, check: shortLines},
+		{name: "a 1 MB malformed header line from a raw listener on IMDS's port", kind: entratest.IMDS, wantExit: 10, wantRequests: 0,
+			setup: func(f *miFixture) {
+				f.env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = rawListener(f.t, "HTTP/1.1 200 OK\r\n\x1b[31m"+strings.Repeat("A", 1<<20)+"\r\n\r\n")
+				f.env["BEARER_TOKEN_TIMEOUT"] = "1s"
+			},
+			wantOut: []string{"malformed MIME header"}, notOut: []string{"\x1b"}, check: shortLines},
+		{name: "Service Fabric IDENTITY_HEADER with a control character", kind: entratest.ServiceFabric, wantExit: 1, wantRequests: 0,
+			setup:   func(f *miFixture) { f.env["IDENTITY_HEADER"] = "secret\r\nX-Injected: 1" },
+			wantOut: []string{"IDENTITY_HEADER holds control characters"}, notOut: []string{"retrying", "X-Injected"}},
+		{name: "a v2 token (azp) for another client ID than the selected one", kind: entratest.IMDS, wantExit: 12, wantRequests: 1,
+			setup: func(f *miFixture) {
+				f.env["ENTRA_MANAGED_IDENTITY"] = "client_id=" + entratest.UserIdentity.ClientID
+				token := tokenFor(t, map[string]any{"appid": nil, "ver": "2.0", "azp": entratest.SystemIdentity.ClientID})
+				f.mi.Enqueue(jsonResponse(200, fmt.Sprintf(`{"access_token":%q,"token_type":"Bearer"}`, token)))
+			},
+			wantOut: []string{`\"azp\" is \"` + entratest.SystemIdentity.ClientID, "it ignored the selection"}},
+	})
+}
+
+// swapKeyFile puts, over and over until the test ends, a link to the regular file and then what
+// makeOther makes at a temporary name in path's place, by rename: a process racing readArcKey.
+func swapKeyFile(t *testing.T, path, regular string, makeOther func(tmp string) error) {
+	tmp := path + ".tmp"
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.Link(regular, tmp)
+			_ = os.Rename(tmp, path)
+			_ = makeOther(tmp)
+			_ = os.Rename(tmp, path)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// TestArcKeyFileSwappedForFIFO races readArcKey against a process that swaps the key file for a FIFO
+// between the check of its type and its opening: the read must never block waiting for a writer that
+// never comes, whichever it opens. It fails when a read has not returned after 5 seconds.
+func TestArcKeyFileSwappedForFIFO(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path, regular := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular")
+	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	swapKeyFile(t, path, regular, func(tmp string) error { return syscall.Mkfifo(tmp, 0o600) })
+	reads := 0
+	for start := time.Now(); time.Since(start) < time.Second; reads++ {
+		done := make(chan struct{})
+		go func() { _, _ = readArcKey(path); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("readArcKey blocked on a FIFO swapped in after its check (read %d)", reads+1)
+		}
+	}
+	t.Logf("%d reads", reads)
+}
+
+// TestArcKeyFileSwappedForLink races readArcKey against a process that swaps the key file for a
+// symbolic link to a file elsewhere between the check and the opening: the link is never followed,
+// not even to be refused after opening, since opening can act by itself (a device, a FIFO's writer).
+// The link names a FIFO whose writer waits for a reader: it is released only if a read follows it.
+func TestArcKeyFileSwappedForLink(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path, regular, fifo := filepath.Join(dir, "race.key"), filepath.Join(dir, "regular"), filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.WriteFile(regular, []byte("k3y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan struct{})
+	go func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil { // blocks until a reader opens the FIFO
+			f.Close()
+		}
+		close(opened)
+	}()
+	t.Cleanup(func() { // release the writer
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			<-opened
+			f.Close()
+		}
+	})
+	swapKeyFile(t, path, regular, func(tmp string) error { return os.Symlink(fifo, tmp) })
+	reads := 0
+	for start := time.Now(); time.Since(start) < time.Second; reads++ {
+		_, _ = readArcKey(path)
+		select {
+		case <-opened:
+			t.Fatalf("readArcKey followed a symbolic link swapped in after its check (read %d)", reads+1)
+		default:
+		}
+	}
+	t.Logf("%d reads", reads)
 }

@@ -54,6 +54,29 @@ func TestRenewAfter(t *testing.T) {
 	}
 }
 
+// TestRenewSameAfter is the renewal rule for a token a renewal got back unchanged, as a table: the
+// usual rule while it renews before expiry; else half of what is left, at least a second.
+func TestRenewSameAfter(t *testing.T) {
+	t.Parallel()
+	m, s := time.Minute, time.Second
+	for _, tc := range []struct {
+		lifetime, want time.Duration
+	}{
+		{24 * time.Hour, 12 * time.Hour},
+		{4 * m, 30 * s},
+		{31 * s, 30 * s},
+		{30 * s, 15 * s},
+		{25 * s, 12*s + 500*time.Millisecond},
+		{2 * s, s},
+		{1500 * time.Millisecond, s},
+		{0, s},
+	} {
+		if got := refreshPolicy.renewSameAfter(tc.lifetime, 0.5); got != tc.want {
+			t.Errorf("renewSameAfter(%v) = %v, want %v", tc.lifetime, got, tc.want)
+		}
+	}
+}
+
 // TestRetryAfter is the backoff as a table: 10 s doubling to 5 min, up to 10% shorter at random, but
 // never shorter than a Retry-After.
 func TestRetryAfter(t *testing.T) {

@@ -29,6 +29,9 @@ type renewalPolicy struct {
 	// retryBase is the wait after the first failed renewal, doubling with each further failure up to
 	// retryMax: the backoff Vault Agent's lifetime watcher uses.
 	retryBase, retryMax time.Duration
+	// sameFloor is the shortest wait before renewing a token that a renewal got back unchanged, when
+	// floor would put the next renewal past its expiry (see [renewalPolicy.renewSameAfter]).
+	sameFloor time.Duration
 }
 
 // refreshPolicy is the policy of refresh mode. Renewing at half the remaining lifetime is what MSAL
@@ -41,6 +44,7 @@ var refreshPolicy = renewalPolicy{
 	jitter:    0.1,
 	retryBase: 10 * time.Second,
 	retryMax:  5 * time.Minute,
+	sameFloor: time.Second,
 }
 
 // renewAfter returns how long after receiving a token that is valid for lifetime (its "exp" less the
@@ -54,6 +58,18 @@ func (p renewalPolicy) renewAfter(lifetime time.Duration, r float64) time.Durati
 		d = scale(latest, 1-p.jitter*r)
 	}
 	return max(d, p.floor)
+}
+
+// renewSameAfter is [renewalPolicy.renewAfter] for a token that a renewal got back unchanged, valid
+// for lifetime: managed identity's endpoints cache tokens, some until their last seconds, so floor may
+// put the next renewal at or past expiry, with nothing new to show for it. Then it is half the
+// lifetime, but at least sameFloor: the endpoint is asked again, a few times at most (30 s halved down
+// to 1 s), before the token expires.
+func (p renewalPolicy) renewSameAfter(lifetime time.Duration, r float64) time.Duration {
+	if d := p.renewAfter(lifetime, r); d < lifetime {
+		return d
+	}
+	return max(lifetime/2, p.sameFloor)
 }
 
 // retryAfter returns how long to wait after the failures-th failed renewal in a row (1, 2, …):
@@ -137,10 +153,15 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 			continue
 		}
 		// Managed identity's endpoints cache tokens: a renewal may get the current token back, with
-		// the same "exp". That is no failure; the next renewal comes at half of what is left.
+		// the same "exp". That is no failure; the next renewal comes at half of what is left, and
+		// before expiry even when the floor would put it after ([renewalPolicy.renewSameAfter]).
 		same := !fresh.expiry.After(tok.expiry)
 		tok, failures, lastErr = fresh, 0, nil
-		next = tok.received.Add(refreshPolicy.renewAfter(tok.expiry.Sub(tok.received), rand.Float64()))
+		renewIn := refreshPolicy.renewAfter
+		if same {
+			renewIn = refreshPolicy.renewSameAfter
+		}
+		next = tok.received.Add(renewIn(tok.expiry.Sub(tok.received), rand.Float64()))
 		attrs := []any{"expires", timestamp(tok.expiry), "next_renewal", timestamp(next)}
 		if same {
 			attrs = append(attrs, "same_token", true)

@@ -200,7 +200,8 @@ func postForm(ctx context.Context, client *http.Client, endpoint string, form ur
 
 // send sends req with client and returns the response with its body, at most maxResponseSize bytes
 // (more is an error, not a truncation); the body is closed. Network errors are [retryable], except
-// certificate errors, which will not go away on their own. Errors name req's URL without its query.
+// certificate errors, which will not go away on their own; their text is cut to maxNetErrorText bytes
+// ([boundedError]). Errors name req's URL without its query.
 func send(client *http.Client, req *http.Request) (*http.Response, []byte, error) {
 	endpoint := (&url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: req.URL.Path}).String()
 	resp, err := client.Do(req)
@@ -208,18 +209,30 @@ func send(client *http.Client, req *http.Request) (*http.Response, []byte, error
 		if e, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
 			return nil, nil, fmt.Errorf("sending token request to %q: %w", endpoint, certificateError(e))
 		}
-		return nil, nil, &retryable{err: fmt.Errorf("sending token request: %w", err)}
+		return nil, nil, &retryable{err: fmt.Errorf("sending token request: %w", boundedError{err})}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
 	if err != nil {
-		return nil, nil, &retryable{err: fmt.Errorf("reading token response from %q (HTTP %d): %w", endpoint, resp.StatusCode, err)}
+		return nil, nil, &retryable{err: fmt.Errorf("reading token response from %q (HTTP %d): %w", endpoint, resp.StatusCode, boundedError{err})}
 	}
 	if len(body) > maxResponseSize {
 		return nil, nil, fmt.Errorf("reading token response from %q (HTTP %d): larger than %d bytes", endpoint, resp.StatusCode, maxResponseSize)
 	}
 	return resp, body, nil
 }
+
+// maxNetErrorText bounds the text of a network error, in bytes: enough for the request's URL and
+// net/http's reason.
+const maxNetErrorText = 600
+
+// boundedError is a network error whose text is cut to maxNetErrorText bytes: net/http builds some from
+// what the server sent, such as a malformed header line ("malformed MIME header line: …"), which may be
+// megabytes long, and a retry logs it again each time.
+type boundedError struct{ err error }
+
+func (e boundedError) Error() string { return truncate(e.err.Error(), maxNetErrorText) }
+func (e boundedError) Unwrap() error { return e.err }
 
 // certificateError explains why the server's certificate was refused, with the advice that fits:
 // SSL_CERT_FILE only for an unknown authority. A certificate is the server's to write: the names it
