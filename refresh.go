@@ -29,6 +29,15 @@ type renewalPolicy struct {
 	// retryBase is the wait after the first failed renewal, doubling with each further failure up to
 	// retryMax: the backoff Vault Agent's lifetime watcher uses.
 	retryBase, retryMax time.Duration
+	// spread is the share of the lifetime over which renewals are spread at random, around its middle
+	// (see [renewalPolicy.renewAt]).
+	spread float64
+	// yieldShare: a refused renewal waits between half this share and this share of the validity left
+	// (see [renewalPolicy.retryWait]).
+	yieldShare float64
+	// lastAttempt is the time one last renewal needs before expiry: its request (attemptTimeout) and
+	// the retries' own slack.
+	lastAttempt time.Duration
 }
 
 // refreshPolicy is the policy of refresh mode. Renewing at half the remaining lifetime is what MSAL
@@ -41,6 +50,10 @@ var refreshPolicy = renewalPolicy{
 	jitter:    0.1,
 	retryBase: 10 * time.Second,
 	retryMax:  5 * time.Minute,
+
+	spread:      0.5,
+	yieldShare:  1,
+	lastAttempt: time.Minute,
 }
 
 // renewAfter returns how long after receiving a token that is valid for lifetime (its "exp" less the
