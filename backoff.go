@@ -43,8 +43,12 @@ func serverWait(ra time.Duration, r float64) time.Duration {
 }
 
 // firstTokenBackoff spaces the attempts at the first token when the server sends no Retry-After (a
-// network error, a 503): from 1 to 3 s after the first failure, growing to at most 30 s.
-var firstTokenBackoff = decorrelated{base: time.Second, max: 30 * time.Second}
+// network error, a 503): from 1 to 3 s after the first failure, growing to at most 30 s. Tests shorten
+// it (TestMain).
+var firstTokenBackoff = firstTokenDefault
+
+// firstTokenDefault is firstTokenBackoff as the program has it.
+var firstTokenDefault = decorrelated{base: time.Second, max: 30 * time.Second}
 
 // lastAttemptRoom is the time one more attempt at the first token needs before the deadline: less
 // than this left, and the run gives up instead of starting a request the deadline would cut.
@@ -62,6 +66,11 @@ const lastAttemptRoom = time.Second
 // last attempt still fits before the deadline. ok is false when none fits any more: less than
 // lastAttemptRoom left, or a server asking to wait past the deadline.
 func firstTokenWait(failures int, prev, ra, left time.Duration, r float64) (wait time.Duration, ok bool) {
+	return firstTokenBackoff.firstTokenWait(failures, prev, ra, left, r)
+}
+
+// firstTokenWait is [firstTokenWait] with b as the backoff without a Retry-After.
+func (b decorrelated) firstTokenWait(failures int, prev, ra, left time.Duration, r float64) (wait time.Duration, ok bool) {
 	last := left - lastAttemptRoom
 	if last <= 0 || ra > last {
 		return 0, false
@@ -70,7 +79,7 @@ func firstTokenWait(failures int, prev, ra, left time.Duration, r float64) (wait
 		grow := float64(int64(1) << min(max(failures-3, 0), 20))
 		wait = ra + scale(ra, serverShare*grow*r)
 	} else {
-		wait = firstTokenBackoff.next(prev, r)
+		wait = b.next(prev, r)
 	}
 	return min(wait, last), true
 }

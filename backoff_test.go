@@ -67,7 +67,7 @@ func TestFirstTokenWait(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, ok := firstTokenWait(tc.failures, tc.prev, tc.ra, tc.left, tc.r)
+			got, ok := firstTokenDefault.firstTokenWait(tc.failures, tc.prev, tc.ra, tc.left, tc.r)
 			if diff := cmp.Diff([]any{tc.want, tc.wantOK}, []any{got, ok}); diff != "" {
 				t.Errorf("firstTokenWait(%d, %v, %v, %v, %v) (-want +got):\n%s", tc.failures, tc.prev, tc.ra, tc.left, tc.r, diff)
 			}

@@ -128,7 +128,7 @@ func simulate(c simConfig, seed uint64) simResult {
 		res.refused++
 		if !p.hasToken {
 			p.fails++
-			w, ok := firstTokenWait(p.fails, p.prev, c.ra, p.started+c.timeout-now, rnd.Float64())
+			w, ok := firstTokenDefault.firstTokenWait(p.fails, p.prev, c.ra, p.started+c.timeout-now, rnd.Float64())
 			if !ok {
 				exit(p, e.pod, now)
 				continue

@@ -16,7 +16,7 @@ import (
 )
 
 // TestMain makes every test trust the Entra stand-in the way a user trusts a private CA, through
-// SSL_CERT_FILE, so that run keeps its production HTTP client; and shortens the retry backoff.
+// SSL_CERT_FILE, so that run keeps its production HTTP client; and shortens the first token's backoff.
 func TestMain(m *testing.M) {
 	ca, err := entratest.CAPEM()
 	if err != nil {
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("SSL_CERT_FILE", caFile)
 	os.Unsetenv("SSL_CERT_DIR")
-	retryBaseDelay = 20 * time.Millisecond
+	firstTokenBackoff = decorrelated{base: 20 * time.Millisecond, max: 200 * time.Millisecond}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
