@@ -91,10 +91,11 @@ func (b decorrelated) firstTokenWait(failures int, prev, ra, left time.Duration,
 //     the first failure);
 //   - the server's Retry-After ra, spread by [serverWait];
 //   - a share of the validity left, uniform in [p.yieldShare/2, p.yieldShare): a pod whose token has
-//     half an hour left tries again in 15 to 30 minutes, and leaves the tenant to pods that have none;
-//     as expiry nears, it tries more often. Refresh mode's share of 1 makes a refused renewal try two
-//     or three times more, about, before its last attempt: under a tenant over capacity, fewer
-//     refused requests (TestFleetPolicy).
+//     half an hour left tries again in 7.5 to 15 minutes (refresh mode's share of 0.5), and leaves the
+//     tenant to pods that have none; as expiry nears, it tries more often: about five attempts from
+//     half an hour left to the last one. A share of 1 (one or two attempts, then the last) cut the
+//     refused requests of an overloaded tenant by only a tenth in TestFleetPolicy, and left a token
+//     one blip away from expiry.
 //
 // but at most until one last attempt still fits before expiry (p.lastAttempt ahead of it), so that no
 // Retry-After, however long (a billion seconds, an HTTP date hours ahead), lets the token expire
