@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -16,6 +17,37 @@ import (
 // restart) finds on the emptyDir the token it wrote before. Refresh mode keeps it when it is ours and
 // still good, and schedules its renewal, instead of asking the tenant again: 500 sidecars restarted
 // together then make no request at all.
+
+// adopt is refresh mode's start when BEARER_TOKEN_FILE already holds a token: it returns the token to
+// keep fresh, received now as far as the schedule is concerned, and true when [adoptable] says the
+// file is ours and good for longer than the renewal margin (or the last attempt's room, if longer);
+// false otherwise, and the file is then replaced as before. It logs which, and why not; nothing when
+// there is no file. It makes no request.
+func adopt(cfg config, info sourceInfo, log *slog.Logger, now time.Time) (issued, bool) {
+	facts, ok := readTokenFileFacts(cfg.tokenFile)
+	if !ok {
+		return issued{}, false
+	}
+	minValidity := max(refreshPolicy.margin, refreshPolicy.lastAttempt)
+	why := "the credential names no tenant or client ID"
+	if info.tenant != "" && info.clientID != "" {
+		why = adoptable(facts, os.Geteuid(), cfg.fileMode, cfg.audience, info.tenant, info.clientID, minValidity, now)
+	}
+	if why != "" {
+		log.Info("replacing the token file", slices.Concat(info.who, []any{"file", cfg.tokenFile, "reason", why})...)
+		return issued{}, false
+	}
+	var matched string
+	for _, a := range facts.claims.aud {
+		if sameAudience(a, cfg.audience) {
+			matched = a
+			break
+		}
+	}
+	log.Info("kept the access token in the token file: ours, and valid; no request", slices.Concat(info.who, []any{"resource", cfg.resource,
+		"audience", matched, "expires", timestamp(facts.claims.expiry), "file", cfg.tokenFile})...)
+	return issued{tokenClaims: tokenClaims{matchedAudience: matched, expiry: facts.claims.expiry}, received: now}, true
+}
 
 // tokenFileFacts is what adopting looks at in the file at BEARER_TOKEN_FILE: its type, owner and
 // permission bits, and its content's claims.

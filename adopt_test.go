@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +80,69 @@ func TestReadTokenFileFacts(t *testing.T) {
 	mustDo(t, os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644))
 	if f, _ := readTokenFileFacts(filepath.Join(dir, "empty")); f.err == nil || f.err.Error() != "empty" {
 		t.Errorf("empty file: %+v", f)
+	}
+}
+
+// TestRefreshAdopts starts refresh mode with a token file already at the path, as a sidecar restarted
+// in its pod finds it: a token of ours, valid beyond the renewal margin, is kept with no request and
+// renewed on schedule; anything else is replaced at once, as before. The log says which.
+func TestRefreshAdopts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		claims  map[string]any
+		mode    os.FileMode
+		content string // instead of a token
+		kept    bool
+		wantLog string
+	}{
+		{name: "ours, 40 minutes left: kept", claims: map[string]any{"exp": time.Now().Add(40 * time.Minute).Unix()}, kept: true,
+			wantLog: "kept the access token in the token file"},
+		{name: "v2.0 token (azp): kept", claims: map[string]any{"appid": nil, "azp": entratest.DefaultClientID, "ver": "2.0"}, kept: true,
+			wantLog: "kept the access token in the token file"},
+		{name: "another client ID", claims: map[string]any{"appid": "22222222-0000-4000-8000-000000000000"}, wantLog: `reason="for another client ID"`},
+		{name: "another tenant", claims: map[string]any{"tid": "11111111-0000-4000-8000-000000000000"}, wantLog: `reason="for another tenant"`},
+		{name: "another audience", claims: map[string]any{"aud": entratest.ManagementResource}, wantLog: `reason="for another audience"`},
+		{name: "within the renewal margin", claims: map[string]any{"exp": time.Now().Add(4 * time.Minute).Unix()}, wantLog: "within 5m0s"},
+		{name: "expired", claims: map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}, wantLog: `reason="expired at`},
+		{name: "not valid for 10 years", claims: map[string]any{"nbf": time.Now().AddDate(10, 0, 0).Unix()}, wantLog: "not valid yet (nbf)"},
+		{name: "another mode", mode: 0o600, wantLog: "mode 0600, not BEARER_TOKEN_FILE_MODE's 0644"},
+		{name: "not a token", content: "left-by-someone-else", wantLog: "not a signed JWT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			content := tc.content
+			if content == "" {
+				content = tokenFor(t, tc.claims)
+			}
+			mode := cmp.Or(tc.mode, 0o644)
+			mustDo(t, os.WriteFile(f.tokenFile, []byte(content), mode))
+			mustDo(t, os.Chmod(f.tokenFile, mode))
+			clk := newFakeClock()
+			clk.Pause()
+			l := startLoop(t, f, clk, &logBuffer{})
+			l.started()
+			out := l.log.String()
+			if !strings.Contains(out, tc.wantLog) {
+				t.Errorf("log does not hold %q:\n%s", tc.wantLog, out)
+			}
+			requests := len(f.srv.Requests())
+			if tc.kept {
+				if requests != 0 || f.readToken() != content {
+					t.Errorf("%d requests, file kept: %v; want no request, the file kept", requests, f.readToken() == content)
+				}
+				clk.Resume() // the renewal comes on schedule, and replaces the file
+				l.renewals(1)
+				if f.readToken() == content {
+					t.Error("the adopted token was not renewed")
+				}
+			} else if requests != 1 || f.readToken() == content {
+				t.Errorf("%d requests, file replaced: %v; want one request and a new token", requests, f.readToken() != content)
+			}
+			if _, err := l.stop(); err != nil {
+				t.Errorf("refresh mode stopped with %v, want nil", err)
+			}
+		})
 	}
 }
