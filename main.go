@@ -177,9 +177,11 @@ func main() {
 	// The standard library's logger writes to standard error, outside the log's format; net/http uses
 	// it for a server's stray bytes, which might hold a token. Nothing in this program uses it.
 	log.SetOutput(io.Discard)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The handler stays until the process exits: once stopping, further signals (a burst of SIGTERMs
+	// from a kubelet and a container runtime) change nothing, where with the default action restored
+	// one arriving after run returned would kill the process with status 143.
+	ctx, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, os.Stdout)
-	stop()
 	if err != nil {
 		if _, probe := errors.AsType[*checkFailure](err); !probe {
 			writeTerminationMessage(terminationLog, err)
