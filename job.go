@@ -60,9 +60,9 @@ func firstToken(ctx context.Context, cfg config, src source, log *slog.Logger, n
 }
 
 // oneShot is [firstToken] within its deadline: check the CA files, what is at the token file's path,
-// and the credential; in refresh mode, keep a token file of ours that is still good ([adopt]);
-// otherwise make sure the token file can be created; request the token, with retries; check it;
-// publish the file.
+// and the credential; make sure the token file can be created; in refresh mode, keep a token file of
+// ours that is still good ([adopt]); otherwise request the token, with retries; check it; publish the
+// file.
 func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now func() time.Time) (issued, error) {
 	if err := checkTrustedCAs(cfg.caFile, cfg.caDirs); err != nil {
 		return issued{}, err
@@ -77,13 +77,13 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	if err := context.Cause(ctx); err != nil { // stopped while the credential was read: touch nothing
 		return issued{}, withExit(exitConfig, fmt.Errorf("stopped: %w", err))
 	}
-	if cfg.refresh {
+	if err := checkTokenDir(cfg.tokenFile, cfg.replace); err != nil {
+		return issued{}, withExit(exitWrite, err)
+	}
+	if cfg.refresh { // after the directory check: renewals will replace the file there
 		if tok, ok := adopt(cfg, info, log, now()); ok {
 			return tok, nil
 		}
-	}
-	if err := checkTokenDir(cfg.tokenFile, cfg.replace); err != nil {
-		return issued{}, withExit(exitWrite, err)
 	}
 
 	if info.warning != "" {
