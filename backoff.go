@@ -110,10 +110,10 @@ func (p renewalPolicy) retryWait(prev, ra, validity time.Duration, r float64) ti
 	return d
 }
 
-// renewAt returns how long after receiving a token valid for lifetime (by this machine's clock, as
-// [renewalPolicy.renewAfter] measures it) to renew it: at a uniformly random point in the middle
-// p.spread of the lifetime ([25%, 75%] for a spread of 0.5), a lifetime longer than maxLifetime taken
-// as maxLifetime; but at the latest p.margin before expiry, varied down by up to p.jitter; and never
+// renewAt returns how long after receiving a token valid for lifetime (its "exp" less the time it
+// was received, by this machine's clock: not from "iat", which Entra backdates by 5 minutes) to renew
+// it: at a uniformly random point in the middle p.spread of the lifetime ([25%, 75%] for a spread of
+// 0.5), a lifetime longer than maxLifetime taken as maxLifetime; but at the latest p.margin before expiry, varied down by up to p.jitter; and never
 // sooner than p.floor. The wide spread dissolves a rollout's wave within one lifetime: with ±10% the
 // renewals of pods started together stayed in step for many lifetimes (issue 16). Renewals average
 // half the lifetime, two per lifetime, as MSAL's and azcore's do.
