@@ -116,9 +116,9 @@ func TestRenewAt(t *testing.T) {
 }
 
 // TestRetryWait is the refused renewal's rule as a table: the longest of the decorrelated backoff
-// (10 s to 5 min), the spread Retry-After, and half to all of the validity left; but no later than one
-// minute before expiry, whatever the server asks, so that one last attempt fits; past that point,
-// whatever the rules say (the token then expires).
+// (10 s to 5 min), the spread Retry-After, and a quarter to a half of the validity left; but no later
+// than one minute before expiry, whatever the server asks, so that one last attempt fits; past that
+// point, whatever the rules say (the token then expires).
 func TestRetryWait(t *testing.T) {
 	t.Parallel()
 	m, s, h := time.Minute, time.Second, time.Hour
@@ -128,13 +128,13 @@ func TestRetryWait(t *testing.T) {
 		r                  float64
 		want               time.Duration
 	}{
-		{"30 min left, 503: yields 15 min and more", 0, 0, 30 * m, 0, 15 * m},
-		{"30 min left, 503, middle", 0, 0, 30 * m, 0.5, 22*m + 30*s},
-		{"30 min left, most: cut to 1 min before expiry", 0, 0, 30 * m, 0.999, 29 * m},
-		{"4 min left: the backoff and the share", 0, 0, 4 * m, 0, 2 * m},
+		{"30 min left, 503: yields 7.5 min and more", 0, 0, 30 * m, 0, 7*m + 30*s},
+		{"30 min left, 503, middle", 0, 0, 30 * m, 0.5, 11*m + 15*s},
+		{"30 min left, most: just under 15 min", 0, 0, 30 * m, 0.999, 14*m + 59*s + 550*time.Millisecond},
+		{"4 min left: a quarter of it", 0, 0, 4 * m, 0, m},
 		{"90 s left: one last attempt at 30 s", 0, 0, 90 * s, 0.5, 30 * s},
-		{"40 s left: past the last attempt, the backoff", 0, 0, 40 * s, 0, 20 * s},
-		{"Retry-After 60 with 30 min left: the share is longer", 0, m, 30 * m, 0, 15 * m},
+		{"40 s left: past the last attempt, the backoff", 0, 0, 40 * s, 0, 10 * s},
+		{"Retry-After 60 with 30 min left: the share is longer", 0, m, 30 * m, 0, 7*m + 30*s},
 		{"Retry-After 20 min with 30 min left: spread, then cut", 0, 20 * m, 30 * m, 0.5, 29 * m},
 		{"Retry-After of a billion seconds: one last attempt still fits", 0, 1e9 * s, 30 * m, 0.5, 29 * m},
 		{"Retry-After of 2 h (an HTTP date) with 10 min left", 0, 2 * h, 10 * m, 0, 9 * m},
