@@ -127,3 +127,62 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestBinarySIGTERMBurst sends a burst of SIGTERMs to the built program in refresh mode while it waits
+// for its renewal, 20 runs over: every run exits with status 0. The signal handler stays until the
+// process exits, so a signal that comes as it exits changes nothing (issue 16: 2 runs in 20 ended
+// with 143).
+func TestBinarySIGTERMBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the program")
+	}
+	t.Parallel()
+	bin := buildProgram(t)
+	for i := range 20 {
+		f := newFixture(t)
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"SSL_CERT_FILE=" + os.Getenv("SSL_CERT_FILE"), "BEARER_TOKEN_REFRESH=true"}
+		for k, v := range f.env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		var out bytes.Buffer
+		lw := &logWriter{b: &out}
+		cmd.Stdout = lw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(lw.String(), "keeping the access token fresh") {
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("run %d: no first token after 30 s; output:\n%s", i, lw.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		exited := make(chan struct{})
+		go func() { // SIGTERM after SIGTERM, until the process is gone
+			for {
+				select {
+				case <-exited:
+					return
+				default:
+				}
+				if cmd.Process.Signal(syscall.SIGTERM) != nil {
+					return
+				}
+				time.Sleep(20 * time.Microsecond)
+			}
+		}()
+		err := cmd.Wait()
+		close(exited)
+		if err != nil {
+			t.Errorf("run %d: %v after a burst of SIGTERMs, want status 0; output:\n%s", i, err, lw.String())
+		}
+	}
+}
+
+func (w *logWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}

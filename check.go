@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -40,11 +41,22 @@ type tokenClaims struct {
 	expiry          time.Time
 }
 
+// jwtClaims are the claims of an access token this program reads, none verified: "aud", "exp" and
+// "nbf" (zero when absent), and who it was issued to, to tell whether a token file holds a token for
+// the configured identity: the tenant ("tid") and the client ID ("appid" in v1.0 tokens, "azp" in v2.0,
+// https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference).
+type jwtClaims struct {
+	aud               []string
+	expiry, notBefore time.Time
+	tenant, clientID  string
+}
+
 // checkToken checks the token response before anything is written: token_type is Bearer (any case,
 // RFC 6749 section 7.1), the access token is a JWS compact JWT with no white space or control
 // characters, its "aud" (a string or an array, RFC 7519 section 4.1.3) holds audience (or audience
-// give or take one trailing slash), and its "exp" (seconds since the epoch) is after now. "nbf" and
-// "iat" are not checked: Entra backdates them and node clocks drift.
+// give or take one trailing slash), its "exp" (seconds since the epoch) is after now, and its "nbf",
+// if any, is at most maxClockSkew after now. "iat" is not checked: Entra backdates it, and "nbf",
+// by 5 minutes, and node clocks drift.
 //
 // The signature is not verified, on purpose: the token is for another API, and Microsoft says clients
 // must not validate such tokens (https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens);
@@ -58,10 +70,11 @@ func checkToken(resp *tokenResponse, audience string, now time.Time) (tokenClaim
 		}
 		return tokenClaims{}, fmt.Errorf("token_type is %q, want \"Bearer\"", resp.TokenType)
 	}
-	auds, exp, err := parseTokenClaims(resp.AccessToken)
+	c, err := parseClaims(resp.AccessToken)
 	if err != nil {
 		return tokenClaims{}, err
 	}
+	auds, exp := c.aud, c.expiry
 	i := slices.IndexFunc(auds, func(a string) bool { return sameAudience(a, audience) })
 	if i < 0 {
 		return tokenClaims{}, audienceError(auds, audience)
@@ -73,27 +86,56 @@ func checkToken(resp *tokenResponse, audience string, now time.Time) (tokenClaim
 		return tokenClaims{}, fmt.Errorf("the token expired at %s, %s ago by this machine's clock: check the node's clock (NTP)",
 			timestamp(exp), now.Sub(exp).Round(time.Second))
 	}
+	if err := notYetValid(c.notBefore, now); err != nil {
+		return tokenClaims{}, err
+	}
 	return tokenClaims{matchedAudience: auds[i], expiry: exp}, nil
+}
+
+// notYetValid returns an error when nbf lies more than maxClockSkew after now: a token that is not
+// valid yet (nbf 10 years ahead) would be written, called valid by -check and renewed in years.
+func notYetValid(nbf, now time.Time) error {
+	if nbf.After(now.Add(maxClockSkew)) {
+		return fmt.Errorf("the token is not valid before %s (nbf), %s from now by this machine's clock, more than the %s of clock skew allowed: check the node's clock (NTP)",
+			timestamp(nbf), nbf.Sub(now).Round(time.Second), maxClockSkew)
+	}
+	return nil
 }
 
 // parseTokenClaims decodes the payload of token, a JWS compact JWT, without verifying its signature,
 // and returns its "aud" values and its "exp" time (zero when absent).
 func parseTokenClaims(token string) (aud []string, exp time.Time, err error) {
+	c, err := parseClaims(token)
+	return c.aud, c.expiry, err
+}
+
+// parseClaims decodes the payload of token, a JWS compact JWT, without verifying its signature.
+func parseClaims(token string) (jwtClaims, error) {
 	if strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return nil, time.Time{}, errors.New("the access token holds white space or control characters")
+		return jwtClaims{}, errors.New("the access token holds white space or control characters")
 	}
 	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
 	if err != nil {
-		return nil, time.Time{}, errors.New("the access token is not a signed JWT (an opaque or encrypted token for this resource?)")
+		return jwtClaims{}, errors.New("the access token is not a signed JWT (an opaque or encrypted token for this resource?)")
 	}
 	var claims jwt.Claims
+	var entra struct {
+		Tenant string `json:"tid"`
+		AppID  string `json:"appid"`
+		AZP    string `json:"azp"`
+	}
 	if err := parsed.UnsafeClaimsWithoutVerification(&claims); err != nil {
-		return nil, time.Time{}, errors.New("the access token's claims are not valid JSON with the registered claim types of RFC 7519")
+		return jwtClaims{}, errors.New("the access token's claims are not valid JSON with the registered claim types of RFC 7519")
 	}
+	_ = parsed.UnsafeClaimsWithoutVerification(&entra) // only to recognise a token file of ours: absent or odd reads as none
+	c := jwtClaims{aud: claims.Audience, tenant: entra.Tenant, clientID: cmp.Or(entra.AppID, entra.AZP)}
 	if claims.Expiry != nil {
-		exp = claims.Expiry.Time()
+		c.expiry = claims.Expiry.Time()
 	}
-	return claims.Audience, exp, nil
+	if claims.NotBefore != nil {
+		c.notBefore = claims.NotBefore.Time()
+	}
+	return c, nil
 }
 
 // sameAudience reports whether aud equals want, or differs from it by one trailing slash: Entra issues

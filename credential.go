@@ -213,9 +213,12 @@ type sourceInfo struct {
 	attrs        []any  // the tenant and the credential's kind and identifiers, on the start-up line
 	endpoint     string // where the request goes
 	proxy        string // the proxy to it, "none" for a direct connection
-	retries      retryPolicy
 	warning      string // logged before the request, with warningAttrs, when not ""
 	warningAttrs []any
+	// tenant and clientID are whom the tokens are issued to, as their "tid" and "appid" (or "azp")
+	// claims say, to recognise a token file of ours at start ([adoptable]); "" when unknown, and then
+	// no token file is adopted.
+	tenant, clientID string
 }
 
 // credential proves the client's identity to Entra ID in a token request. Its methods never return
@@ -296,7 +299,7 @@ func (a entraApp) info(id identity, cred credential) sourceInfo {
 	}
 	endpoint := a.endpoint(id.tenant, cred.v2())
 	return sourceInfo{who: who, attrs: append([]any{"tenant", id.tenant}, cred.logAttrs()...),
-		endpoint: endpoint, proxy: proxyFor(endpoint), retries: entraRetries}
+		endpoint: endpoint, proxy: proxyFor(endpoint), tenant: id.tenant, clientID: id.clientID}
 }
 
 // request makes one client credentials request for id with cred at now: to the v1 endpoint with the

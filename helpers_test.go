@@ -18,7 +18,7 @@ import (
 )
 
 // TestMain makes every test trust the Entra stand-in the way a user trusts a private CA, through
-// SSL_CERT_FILE, so that run keeps its production HTTP client; and shortens the retry backoff.
+// SSL_CERT_FILE, so that run keeps its production HTTP client; and shortens the first token's backoff.
 func TestMain(m *testing.M) {
 	ca, err := entratest.CAPEM()
 	if err != nil {
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("SSL_CERT_FILE", caFile)
 	os.Unsetenv("SSL_CERT_DIR")
-	retryBaseDelay = 20 * time.Millisecond
+	firstTokenBackoff = decorrelated{base: 20 * time.Millisecond, max: 200 * time.Millisecond}
 	// IMDS at a loopback port where nothing listens, so that no test can reach 169.254.169.254, and
 	// Azure Arc's agent files in the test's directory (see managedidentity_test.go).
 	imdsDefaultHost = "http://127.0.0.1:9"

@@ -60,8 +60,9 @@ func firstToken(ctx context.Context, cfg config, src source, log *slog.Logger, n
 }
 
 // oneShot is [firstToken] within its deadline: check the CA files, what is at the token file's path,
-// and the credential; make sure the token file can be created; request the token, with retries; check
-// it; publish the file.
+// and the credential; make sure the token file can be created; in refresh mode, keep a token file of
+// ours that is still good ([adopt]); otherwise request the token, with retries; check it; publish the
+// file.
 func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now func() time.Time) (issued, error) {
 	if err := checkTrustedCAs(cfg.caFile, cfg.caDirs); err != nil {
 		return issued{}, err
@@ -79,6 +80,11 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	if err := checkTokenDir(cfg.tokenFile, cfg.replace); err != nil {
 		return issued{}, withExit(exitWrite, err)
 	}
+	if cfg.refresh { // after the directory check: renewals will replace the file there
+		if tok, ok := adopt(cfg, info, log, now()); ok {
+			return tok, nil
+		}
+	}
 
 	if info.warning != "" {
 		log.Warn(info.warning, info.warningAttrs...)
@@ -88,7 +94,7 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	client := newHTTPClient()
 	resp, err := requestToken(ctx, info.endpoint, func(ctx context.Context) (*tokenResponse, error) {
 		return src.token(ctx, client, now())
-	}, info.retries, log)
+	}, log)
 	if err != nil {
 		return issued{}, withExit(exitRequest, err)
 	}

@@ -117,9 +117,13 @@
 // endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/token with the resource; with a certificate (a PS256
 // client assertion signed with its key) or a federated token (sent as the client assertion), a POST to
 // the v2 endpoint {AZURE_AUTHORITY_HOST}/{tenant}/oauth2/v2.0/token with the scope AZURE_RESOURCE + "/.default".
-// Network errors, HTTP 408, 429, 500, 502, 503 and 504 and the error "temporarily_unavailable" are retried,
-// 4 attempts in all, with exponential backoff from about one second and any Retry-After the server sends,
-// within BEARER_TOKEN_TIMEOUT. SIGTERM and SIGINT stop the run at once.
+// Network errors, HTTP 408, 429, 500, 502, 503 and 504 and the error "temporarily_unavailable" are retried
+// for as long as BEARER_TOKEN_TIMEOUT leaves time for another attempt, with no fixed count: each wait is
+// random, so that pods started together do not come back together, from 1 to 3 seconds after the first
+// failure, growing to at most 30 (decorrelated jitter); a Retry-After is a floor, and the wait is
+// Retry-After plus up to twice as much again at random (plus a share that doubles from the fourth
+// refusal on). A server asking to wait past the deadline ends the run at once. Each failure is one log
+// line; the final error says why the last attempt failed. SIGTERM and SIGINT stop the run at once.
 //
 // With managed identity the request is a GET to the host's endpoint with api-version, resource
 // (AZURE_RESOURCE, exactly as given) and, for a user-assigned identity, its selector in the endpoint's
@@ -137,14 +141,15 @@
 // run as root or in the himds group to read it). A run that succeeds at once sends one request (Azure
 // Arc: two). IMDS answers are retried as Microsoft documents: network errors, 404 (an identity not yet
 // assigned), 410 (IMDS updating, up to 70 seconds), 429 and every 5xx but 509, never 400, 401 or 403,
-// up to 16 attempts, waiting from about 1 second doubling to 8 to 16 seconds (a random half taken off,
-// so that pods that restart together spread over the node's IMDS budget of 20 requests per second),
-// or any Retry-After, within BEARER_TOKEN_TIMEOUT; the other endpoints' answers as Entra's. The
+// with the same random waits as Entra's answers (so that pods that restart together spread over the
+// node's IMDS budget of 20 requests per second), within BEARER_TOKEN_TIMEOUT; the other endpoints'
+// answers as Entra's. The
 // response's expires_in and expires_on (strings, numbers or dates, depending on the host) are not
 // read: the token's own "exp" counts. The identity endpoints' IDENTITY_HEADER is never printed.
 //
 // Before writing, the token is decoded (not verified: it is meant for another API) and its "aud" claim must
-// equal BEARER_TOKEN_AUDIENCE, give or take one trailing slash, and its "exp" must lie in the future.
+// equal BEARER_TOKEN_AUDIENCE, give or take one trailing slash, its "exp" must lie in the future, and its
+// "nbf", if any, at most 5 minutes ahead (Entra's own backdating; a later one means a clock far off).
 //
 // The token file holds exactly the access token, with no trailing newline, with mode BEARER_TOKEN_FILE_MODE
 // whatever the umask. It appears whole or not at all: the token is written to a temporary file in the same
@@ -159,32 +164,41 @@
 //
 // Refresh mode (BEARER_TOKEN_REFRESH=true), for a Kubernetes native sidecar (an init container with
 // restartPolicy: Always): the first token is obtained, checked and written as above, with the same
-// messages and exit statuses, a regular file at the path replaced. The program then stays, and renews
-// the token at about half its remaining lifetime, as measured from when it was received (±10% at random,
-// so that pods started together do not renew in step), at the latest 5 minutes before it expires, and
-// never sooner than 30 seconds after the last one. Managed identity tokens live about 24 hours and the
-// platform caches them: a renewal may get the same token back, with the same expiry; that is no
-// failure (its log line says same_token=true), and the next renewal again comes at half of what is
-// left, within the last 30 seconds too (at least a second apart) rather than after expiry, so that one
-// token lifetime costs about ten requests, about twenty where the endpoint keeps handing out a token
-// until its last seconds. Every renewal reads the credential files again (a
-// Secret or projected token rotated by the kubelet is used at once) and sends one request; the new token
-// replaces the file by rename. A renewal that fails for any reason, 400 and 401 included, leaves the
-// current token in the file and is retried after 10 seconds, doubling up to 5 minutes, each wait up to
-// 10% shorter at random, and never sooner than a Retry-After. Each renewal is one log line with the new
-// expiry and the next renewal; each failure one line with the reason and when the current token expires.
-// A renewal that has not finished within BEARER_TOKEN_TIMEOUT (a credential file on a hung mount) fails
-// and is retried the same way. When the current token expires without a renewal the program exits with
-// status 10. SIGTERM and SIGINT make it exit 0 at once, even during a request, a wait or a renewal that
-// hangs on a file system call, leaving the token file in place; before the first token is written they
+// messages and exit statuses, a regular file at the path replaced; but a token file this program wrote
+// (a regular file with the process's owner and BEARER_TOKEN_FILE_MODE) holding a token for the same
+// audience, tenant and client ID, valid for more than 5 minutes, is kept with no request, as a sidecar
+// restarted in its pod finds it; the log says whether the file was kept or replaced, and why. The
+// program then stays, and renews the token at a random point between 25% and 75% of its lifetime, as
+// measured from when it was received (so that pods started together do not renew in step: a rollout's
+// wave dissolves within a lifetime), a lifetime of more than 24 hours counting as 24 hours, at the
+// latest 5 minutes before it expires, and never sooner than 30 seconds after the last one. Every renewal
+// reads the credential files again (a Secret or projected token rotated by the kubelet is used at once)
+// and sends one request; the new token replaces the file by rename, unless it expires sooner than the
+// one in the file, which is then kept.
+// Managed identity tokens live about 24 hours and the platform caches them: a renewal may get the
+// same token back, with the same expiry; that is no failure (its log line says same_token=true), and
+// when the floor would put the next renewal past that expiry it comes at half of what is left instead
+// (at least a second apart), so that one token lifetime costs about ten requests, about twenty where
+// the endpoint keeps handing out a token until its last seconds.
+// A renewal that fails for any reason, 400 and 401 included, leaves
+// the current token in the file and is retried after the longest of: a random wait from 10 seconds,
+// growing to at most 5 minutes; a Retry-After plus up to twice as much again; and a quarter to a half of
+// the time the current token has left (a pod whose token is valid for long yields to pods that have
+// none). But however long a Retry-After, one last attempt comes 1 minute before the token expires. Each
+// renewal is one log line with the new expiry and the next renewal; each failure one line with the
+// reason and when the current token expires. A renewal that has not finished within
+// BEARER_TOKEN_TIMEOUT (a credential file on a hung mount) fails and is retried the same way. When the
+// current token expires without a renewal the program exits with status 10. SIGTERM and SIGINT make it
+// exit 0 at once, even during a request, a wait or a renewal that hangs on a file system call, leaving
+// the token file in place, and further signals change nothing; before the first token is written they
 // stop it as they stop a one-shot run.
 //
 // -check, for exec probes (startupProbe, livenessProbe, readinessProbe): reads BEARER_TOKEN_FILE,
 // AZURE_RESOURCE or BEARER_TOKEN_AUDIENCE, and BEARER_TOKEN_MIN_VALIDITY, and the token file, never the
 // network or a credential. It exits 0 if the file is a regular file holding one JWT whose "aud" is the
 // audience (the rule above) and whose "exp" is more than BEARER_TOKEN_MIN_VALIDITY away; otherwise it
-// prints one line saying why (missing, empty, not a JWT, wrong audience, expires in …) and exits 3, or
-// 1 for a configuration error. It writes no termination message.
+// prints one line saying why (missing, empty, not a JWT, wrong audience, not valid yet, expires in …)
+// and exits 3, or 1 for a configuration error. It writes no termination message.
 //
 // The log goes to standard output, one line per event; nothing goes to standard error. The secret and
 // the token are never logged. On failure the reason is also written to /dev/termination-log when that
@@ -245,9 +259,11 @@ func main() {
 	// The standard library's logger writes to standard error, outside the log's format; net/http uses
 	// it for a server's stray bytes, which might hold a token. Nothing in this program uses it.
 	log.SetOutput(io.Discard)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The handler stays until the process exits: once stopping, further signals (a burst of SIGTERMs
+	// from a kubelet and a container runtime) change nothing, where with the default action restored
+	// one arriving after run returned would kill the process with status 143.
+	ctx, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, variableNames(os.Environ()), os.Stdout)
-	stop()
 	if err != nil {
 		if _, probe := errors.AsType[*checkFailure](err); !probe {
 			writeTerminationMessage(terminationLog, err)

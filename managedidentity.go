@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,7 +43,6 @@ const (
 	serviceFabricAPIVersion = "2019-07-01-preview"
 	maxArcKeySize           = 4096 // bytes; MSAL Go refuses a larger key file
 	maxArcKeyName           = 255  // bytes of the key file's name: NAME_MAX on Linux; the agent's are a GUID and ".key"
-	imdsAttempts            = 16   // at most; BEARER_TOKEN_TIMEOUT ends them sooner
 )
 
 // IMDS's address and the Azure Arc agent's files on Linux (MSAL Go's imdsDefaultEndpoint,
@@ -285,16 +283,11 @@ func (s *managedIdentitySource) check(time.Time) (sourceInfo, error) {
 		attrs:    []any{"credential", "managed identity", "source", host.String()},
 		endpoint: endpoint.String(),
 		proxy:    "none",
-		retries:  entraRetries,
 	}
 	if s.authorityHost != "" {
 		info.attrs = append(info.attrs, "AZURE_POD_IDENTITY_AUTHORITY_HOST", s.authorityHost)
 	}
 	switch host {
-	case hostIMDS:
-		info.retries = retryPolicy{attempts: imdsAttempts, backoff: func(n int) time.Duration {
-			return imdsBackoff(n, retryBaseDelay, rand.Float64())
-		}}
 	case hostAppService, hostServiceFabric:
 		info.proxy = proxyFor(info.endpoint)
 	}
@@ -607,16 +600,6 @@ func imdsRetryable(status int) bool {
 		return status != 509
 	}
 	return false
-}
-
-// imdsBackoff returns the wait after failed IMDS attempt n (1, 2, …) when IMDS sent no Retry-After:
-// base doubled n-1 times, at most 16 times base, of which a random half (r in [0, 1)) is taken off:
-// from base 1 s, [0.5, 1), [1, 2), [2, 4), [4, 8), then [8, 16) s. Every pod on a node shares the
-// node's IMDS budget (20 requests per second, 5 at once): the jitter spreads pods that restarted
-// together, and the doubling lets 16 attempts span more than the 70 seconds an IMDS update may take.
-func imdsBackoff(n int, base time.Duration, r float64) time.Duration {
-	d := base << min(max(n-1, 0), 4)
-	return d - time.Duration(float64(d/2)*r)
 }
 
 // unreachable explains a network error on the way to host's endpoint.

@@ -79,8 +79,12 @@ func checkTokenFileAt(getenv func(string) string, now time.Time) (string, error)
 	case len(data) == 0:
 		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q is empty", path))
 	}
-	auds, exp, err := parseTokenClaims(string(data))
+	c, err := parseClaims(string(data))
 	if err != nil {
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: %w", path, err))
+	}
+	auds, exp := c.aud, c.expiry
+	if err := notYetValid(c.notBefore, now); err != nil {
 		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: %w", path, err))
 	}
 	i := slices.IndexFunc(auds, func(a string) bool { return sameAudience(a, audience) })

@@ -23,66 +23,39 @@ type renewalPolicy struct {
 	// margin: renew at the latest this long before "exp", so that a -check with its default
 	// BEARER_TOKEN_MIN_VALIDITY (the same 5 minutes) never fails while renewals succeed.
 	margin time.Duration
-	// jitter is the fraction by which waits vary at random, so that pods started together (a
-	// rollout, a node restart) do not renew in step: a renewal convoy earns chronic 429s.
+	// jitter is the fraction by which a renewal held back by margin is moved earlier at random.
 	jitter float64
-	// retryBase is the wait after the first failed renewal, doubling with each further failure up to
-	// retryMax: the backoff Vault Agent's lifetime watcher uses.
+	// retryBase and retryMax bound the decorrelated backoff of failed renewals: the range of Vault
+	// Agent's lifetime watcher.
 	retryBase, retryMax time.Duration
 	// sameFloor is the shortest wait before renewing a token that a renewal got back unchanged, when
 	// floor would put the next renewal past its expiry (see [renewalPolicy.renewSameAfter]).
 	sameFloor time.Duration
+	// spread is the share of the lifetime over which renewals are spread at random, around its middle
+	// (see [renewalPolicy.renewAt]).
+	spread float64
+	// yieldShare: a refused renewal waits between half this share and this share of the validity left
+	// (see [renewalPolicy.retryWait]).
+	yieldShare float64
+	// lastAttempt is the time one last renewal needs before expiry: its request (attemptTimeout) and
+	// the retries' own slack.
+	lastAttempt time.Duration
 }
 
-// refreshPolicy is the policy of refresh mode. Renewing at half the remaining lifetime is what MSAL
-// and Microsoft's guidance do (an Entra token lives 60 to 90 minutes, so this renews 30 to 45 minutes
-// ahead, leaving time for many retries); azcore also refreshes at least 5 minutes before expiry and no
-// more than every 30 seconds.
+// refreshPolicy is the policy of refresh mode. Renewing at half the lifetime on average is what MSAL
+// and Microsoft's guidance do (an Entra token lives 60 to 90 minutes, so this renews 15 to 67
+// minutes ahead, leaving time for retries); azcore also refreshes at least 5 minutes before expiry and
+// no more than every 30 seconds. The rules are in backoff.go.
 var refreshPolicy = renewalPolicy{
-	floor:     30 * time.Second,
-	margin:    5 * time.Minute,
-	jitter:    0.1,
-	retryBase: 10 * time.Second,
-	retryMax:  5 * time.Minute,
-	sameFloor: time.Second,
-}
-
-// renewAfter returns how long after receiving a token that is valid for lifetime (its "exp" less the
-// time it was received, by this machine's clock: not from "iat", which Entra backdates by 5 minutes)
-// to renew it: half the lifetime, varied by ±jitter; but at the latest margin before expiry, varied
-// down by up to jitter; and never sooner than floor, even when that is after expiry (the token then
-// expires, and the loop says so). r is a random number in [0, 1).
-func (p renewalPolicy) renewAfter(lifetime time.Duration, r float64) time.Duration {
-	d := scale(lifetime/2, 1+p.jitter*(2*r-1))
-	if latest := lifetime - p.margin; d > latest {
-		d = scale(latest, 1-p.jitter*r)
-	}
-	return max(d, p.floor)
-}
-
-// renewSameAfter is [renewalPolicy.renewAfter] for a token that a renewal got back unchanged, valid
-// for lifetime: managed identity's endpoints cache tokens, some until their last seconds, so floor may
-// put the next renewal at or past expiry, with nothing new to show for it. Then it is half the
-// lifetime, but at least sameFloor: the endpoint is asked again, a few times at most (30 s halved down
-// to 1 s), before the token expires.
-func (p renewalPolicy) renewSameAfter(lifetime time.Duration, r float64) time.Duration {
-	if d := p.renewAfter(lifetime, r); d < lifetime {
-		return d
-	}
-	return max(lifetime/2, p.sameFloor)
-}
-
-// retryAfter returns how long to wait after the failures-th failed renewal in a row (1, 2, …):
-// retryBase doubled for each failure before it, at most retryMax, shortened at random by up to jitter;
-// but at least serverWait, a Retry-After the server sent (zero for none). r is a random number in
-// [0, 1).
-func (p renewalPolicy) retryAfter(failures int, serverWait time.Duration, r float64) time.Duration {
-	d := p.retryBase
-	for i := 1; i < failures && d < p.retryMax; i++ {
-		d *= 2
-	}
-	d = scale(min(d, p.retryMax), 1-p.jitter*r)
-	return max(d, serverWait)
+	floor:       30 * time.Second,
+	margin:      5 * time.Minute,
+	jitter:      0.1,
+	retryBase:   10 * time.Second,
+	retryMax:    5 * time.Minute,
+	sameFloor:   time.Second,
+	spread:      0.5,
+	yieldShare:  0.5,
+	lastAttempt: time.Minute,
 }
 
 // scale returns d times f.
@@ -119,10 +92,11 @@ func (systemClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 // status 10 once the current token has expired without a renewal. It never returns while that token is
 // valid.
 func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, clk clock, tok issued) error {
-	next := tok.received.Add(refreshPolicy.renewAfter(tok.expiry.Sub(tok.received), rand.Float64()))
+	next := tok.received.Add(refreshPolicy.renewAt(tok.expiry.Sub(tok.received), rand.Float64()))
 	log.Info("keeping the access token fresh", "expires", timestamp(tok.expiry), "next_renewal", timestamp(next))
 	failures := 0
 	var lastErr error
+	var prevWait time.Duration
 	for {
 		wake := next
 		if tok.expiry.Before(wake) {
@@ -136,7 +110,7 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 		} else if now.Before(next) {
 			continue
 		}
-		fresh, err := renewWithin(ctx, cfg, src, clk)
+		fresh, err := renewWithin(ctx, cfg, src, clk, tok.expiry)
 		if ctx.Err() != nil {
 			return stopped(ctx, log, tok)
 		}
@@ -147,7 +121,9 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 			if r, ok := errors.AsType[*retryable](err); ok {
 				serverWait = r.retryAfter
 			}
-			next = clk.Now().Add(refreshPolicy.retryAfter(failures, serverWait, rand.Float64()))
+			now := clk.Now()
+			prevWait = refreshPolicy.retryWait(prevWait, serverWait, tok.expiry.Sub(now), rand.Float64())
+			next = now.Add(prevWait)
 			log.Warn("renewing access token failed; the token file keeps the current token", "error", err.Error(),
 				"failures", failures, "retry_at", timestamp(next), "token_expires", timestamp(tok.expiry))
 			continue
@@ -156,8 +132,8 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 		// the same "exp". That is no failure; the next renewal comes at half of what is left, and
 		// before expiry even when the floor would put it after ([renewalPolicy.renewSameAfter]).
 		same := !fresh.expiry.After(tok.expiry)
-		tok, failures, lastErr = fresh, 0, nil
-		renewIn := refreshPolicy.renewAfter
+		tok, failures, lastErr, prevWait = fresh, 0, nil, 0
+		renewIn := refreshPolicy.renewAt
 		if same {
 			renewIn = refreshPolicy.renewSameAfter
 		}
@@ -175,7 +151,7 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 // retried, and cannot keep the loop from noticing that the token expired. When ctx is done (SIGTERM,
 // SIGINT) it returns ctx's cause at once, without waiting for the renewal: the file keeps the current
 // token, and the abandoned renewal publishes nothing ([writeTokenFile] checks its context first).
-func renewWithin(ctx context.Context, cfg config, src source, clk clock) (issued, error) {
+func renewWithin(ctx context.Context, cfg config, src source, clk clock, current time.Time) (issued, error) {
 	rctx, cancel := cfg.withTimeout(ctx)
 	defer cancel()
 	type result struct {
@@ -184,7 +160,7 @@ func renewWithin(ctx context.Context, cfg config, src source, clk clock) (issued
 	}
 	done := make(chan result, 1)
 	go func() {
-		tok, err := renew(rctx, cfg, src, clk)
+		tok, err := renew(rctx, cfg, src, clk, current)
 		done <- result{tok, err}
 	}()
 	select {
@@ -203,8 +179,10 @@ func renewWithin(ctx context.Context, cfg config, src source, clk clock) (issued
 }
 
 // renew makes one renewal attempt: one attempt of src, which reads the credential again; it checks
-// the token and replaces the token file with it. Its errors read as the one-shot's do.
-func renew(ctx context.Context, cfg config, src source, clk clock) (issued, error) {
+// the token and replaces the token file with it, unless it expires sooner than current, the expiry of
+// the token in the file ([keepCurrent]): that is a failed renewal, and the file keeps its token. Its
+// errors read as the one-shot's do.
+func renew(ctx context.Context, cfg config, src source, clk clock, current time.Time) (issued, error) {
 	// A client per attempt, its connection closed after: nothing stays open between renewals.
 	client := newHTTPClient()
 	defer client.CloseIdleConnections()
@@ -216,6 +194,9 @@ func renew(ctx context.Context, cfg config, src source, clk clock) (issued, erro
 	claims, err := checkToken(resp, cfg.audience, received)
 	if err != nil {
 		return issued{}, fmt.Errorf("checking the access token: %w", err)
+	}
+	if keepCurrent(current, claims.expiry) {
+		return issued{}, fmt.Errorf("checking the access token: it expires at %s, sooner than the one in the token file (%s): not published", timestamp(claims.expiry), timestamp(current))
 	}
 	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, true); err != nil {
 		return issued{}, err

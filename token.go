@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -38,14 +39,9 @@ func proxyFor(endpoint string) string {
 
 // Limits of the exchange.
 const (
-	maxAttempts     = 4                // requests in all, the first included
 	attemptTimeout  = 30 * time.Second // for one request and its response body
 	maxResponseSize = 1 << 20          // bytes of response body read; a token response is a few KiB
 )
-
-// retryBaseDelay is the backoff before the second attempt; each later one doubles it, with jitter.
-// Tests shorten it.
-var retryBaseDelay = time.Second
 
 // newHTTPClient returns the client for the token request: proxies from HTTPS_PROXY and NO_PROXY, the
 // system's CAs (or SSL_CERT_FILE, SSL_CERT_DIR), TLS 1.2 or later, and no redirects, which would carry
@@ -114,69 +110,52 @@ type retryable struct {
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
-// retryPolicy is how a source's attempts are retried: attempts in all, the first included, and the
-// wait after failed attempt n (1, 2, …) when the server sent no Retry-After.
-type retryPolicy struct {
-	attempts int
-	backoff  func(n int) time.Duration
-}
-
-// entraRetries is the policy for Entra's token endpoint.
-var entraRetries = retryPolicy{attempts: maxAttempts, backoff: backoff}
-
 // requestToken calls try, one attempt at a token (a source's, see [source]), and returns the token
-// response, retrying what [retryable] marks as policy says; endpoint names where the attempts go, for
-// messages. It waits Retry-After when the server sends one and policy's backoff otherwise, and gives up
-// at once when that wait would pass ctx's deadline. Its errors say why the last attempt failed (when
-// the deadline cut an attempt short, also why the one before failed) and never hold the form or a
-// response body.
-func requestToken(ctx context.Context, endpoint string, try func(context.Context) (*tokenResponse, error), policy retryPolicy, log *slog.Logger) (*tokenResponse, error) {
-	var prev error
+// response, retrying what [retryable] marks for as long as ctx's deadline (BEARER_TOKEN_TIMEOUT)
+// leaves time for another attempt, with no fixed count: a tenant throttling a rollout of hundreds of
+// pods admits them over tens of seconds. Each wait is [firstTokenWait]'s: spread at random, a
+// Retry-After its floor. endpoint names where the attempts go, for messages. Each failure is one log
+// line; the error says why the last attempt failed (when the deadline cut an attempt short, also why
+// the one before failed) and never holds the form or a response body.
+func requestToken(ctx context.Context, endpoint string, try func(context.Context) (*tokenResponse, error), log *slog.Logger) (*tokenResponse, error) {
+	var prev time.Duration
+	var prevErr error
 	for attempt := 1; ; attempt++ {
 		resp, err := try(ctx)
 		if err == nil {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			if prev != nil {
-				return nil, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), prev)
+			if prevErr != nil {
+				return nil, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), prevErr)
 			}
 			return nil, fmt.Errorf("requesting access token from %q: %w", endpoint, context.Cause(ctx))
 		}
-		prev = err
+		prevErr = err
 		r, ok := errors.AsType[*retryable](err)
 		if !ok {
 			return nil, err
 		}
-		if attempt >= policy.attempts {
-			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
+		left := time.Duration(math.MaxInt64)
+		if deadline, ok := ctx.Deadline(); ok {
+			left = time.Until(deadline)
 		}
-		delay := r.retryAfter
-		if delay == 0 {
-			delay = policy.backoff(attempt)
-		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
-			left := time.Until(deadline).Round(time.Second)
-			if r.retryAfter > 0 {
-				return nil, fmt.Errorf("giving up: the server asked to retry after %s (Retry-After), past the deadline %s from now (BEARER_TOKEN_TIMEOUT): %w", delay, left, err)
+		delay, ok := firstTokenWait(attempt, prev, r.retryAfter, left, rand.Float64())
+		if !ok {
+			if r.retryAfter > 0 && r.retryAfter > left-lastAttemptRoom {
+				return nil, fmt.Errorf("giving up after %d attempts: the server asked to retry after %s (Retry-After), past the deadline %s from now (BEARER_TOKEN_TIMEOUT): %w",
+					attempt, r.retryAfter, left.Round(time.Second), err)
 			}
 			return nil, fmt.Errorf("giving up after %d attempts, too little time left for another (BEARER_TOKEN_TIMEOUT): %w", attempt, err)
 		}
+		prev = delay
 		log.Warn("token request failed, retrying", "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String(), "error", err.Error())
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), err)
+			return nil, fmt.Errorf("requesting access token from %q: %w (after %d attempts, the last: %w)", endpoint, context.Cause(ctx), attempt, err)
 		case <-time.After(delay):
 		}
 	}
-}
-
-// backoff returns the wait after failed attempt n (1, 2, …) when the server sent no Retry-After:
-// retryBaseDelay doubled n-1 times, times a random factor in [0.75, 1.25) so that many pods restarted
-// together do not retry in step.
-func backoff(n int) time.Duration {
-	d := retryBaseDelay << (n - 1)
-	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
 }
 
 // postForm makes one attempt: a form POST to endpoint, bounded by attemptTimeout, and the response read
@@ -290,6 +269,14 @@ var retryableStatus = map[int]bool{
 // "temporarily_unavailable": the same request would be refused again.
 var neverRetried = map[int]bool{http.StatusBadRequest: true, http.StatusUnauthorized: true}
 
+// retryableAnswer is the one rule for which answers of a token endpoint are worth another attempt:
+// status, and code, the OAuth "error" of a JSON body ("" for none). It is retryableStatus, and
+// "temporarily_unavailable" but with neverRetried's statuses. Another endpoint (a managed identity's,
+// with statuses of its own) extends it here, so that every wait in the program follows one rule.
+func retryableAnswer(status int, code string) bool {
+	return retryableStatus[status] || code == "temporarily_unavailable" && !neverRetried[status]
+}
+
 // interpretResponse turns resp, whose body has been read into body, into a token response or an error,
 // with the rigour of golang.org/x/oauth2's internal/token.go: a non-2xx status, a 2xx carrying "error",
 // and a 2xx without "access_token" all fail. Errors are [retryable] for retryableStatus and for
@@ -312,7 +299,7 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 	default:
 		return &tr, nil
 	}
-	if retryableStatus[resp.StatusCode] || tr.Code == "temporarily_unavailable" && !neverRetried[resp.StatusCode] {
+	if retryableAnswer(resp.StatusCode, tr.Code) {
 		return nil, &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	return nil, err

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -65,8 +66,8 @@ func runTable(t *testing.T, cases []runCase) {
 					t.Errorf("output holds %q", unwanted)
 				}
 			}
-			if got := len(f.srv.Requests()); got != tc.wantRequests {
-				t.Errorf("stand-in received %d requests, want %d", got, tc.wantRequests)
+			if got := len(f.srv.Requests()); tc.wantRequests >= 0 && got != tc.wantRequests || tc.wantRequests < 0 && got < -tc.wantRequests {
+				t.Errorf("stand-in received %d requests, want %d (negative: at least)", got, tc.wantRequests)
 			}
 			if tc.wantExit != 0 {
 				if diff := cmp.Diff(before, f.dirEntries()); diff != "" {
@@ -89,9 +90,9 @@ type runCase struct {
 	name         string
 	setup        func(f *fixture)
 	wantExit     int
-	wantOut      []string // substrings of the output
-	notOut       []string // strings the output must not hold
-	wantRequests int
+	wantOut      []string    // substrings of the output
+	notOut       []string    // strings the output must not hold
+	wantRequests int         // the requests the stand-in receives; a negative number -n: at least n
 	wantMode     os.FileMode // of the token file; 0 means 0644
 	check        func(t *testing.T, f *fixture, out string)
 }
@@ -311,9 +312,9 @@ func runCases() []runCase {
 		// Retries.
 		{name: "503 then success", wantRequests: 2, setup: enqueue(errorResponse(503, "temporarily_unavailable", 0)),
 			wantOut: []string{"retrying", "attempt=1"}},
-		{name: "429 with Retry-After then success", wantRequests: 2,
-			setup:   enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "1", "Content-Type": "text/plain"}, Body: "Too many requests"}),
-			wantOut: []string{"retry_in=1s"}},
+		{name: "429 with Retry-After then success: waits 1 to 3 s, a floor and a random share", wantRequests: 2,
+			setup: enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "1", "Content-Type": "text/plain"}, Body: "Too many requests"}),
+			check: retryIn(time.Second, 3*time.Second)},
 		{name: "429 without Retry-After then success", wantRequests: 2,
 			setup: enqueue(entratest.Response{Status: 429, Body: "Too many requests"})},
 		{name: "temporarily_unavailable with 200 then success", wantRequests: 2,
@@ -324,7 +325,7 @@ func runCases() []runCase {
 				at := time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)
 				f.srv.Enqueue(entratest.Response{Status: 503, Header: map[string]string{"Retry-After": at}})
 			},
-			wantOut: []string{"retry_in=2."}},
+			check: retryIn(2*time.Second, 9*time.Second)},
 		{name: "408 then success", wantRequests: 2, setup: enqueue(entratest.Response{Status: 408})},
 		{name: "each attempt on a connection of its own", wantRequests: 3,
 			setup: enqueue(errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0)),
@@ -544,15 +545,30 @@ func runCases() []runCase {
 		{name: "redirect not followed", wantExit: 10, wantRequests: 1,
 			setup:   enqueue(entratest.Response{Status: 307, Header: map[string]string{"Location": "https://evil.example/collect"}}),
 			wantOut: []string{"redirect", "not followed"}},
-		{name: "503 forever", wantExit: 10, wantRequests: 4,
-			setup:   enqueue(errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0), errorResponse(503, "temporarily_unavailable", 0)),
-			wantOut: []string{"giving up after 4 attempts", "503 Service Unavailable"}},
+		{name: "503 five times, then a token: no fixed count of attempts", wantRequests: 6,
+			setup: func(f *fixture) {
+				for range 5 {
+					f.srv.Enqueue(errorResponse(503, "temporarily_unavailable", 0))
+				}
+			},
+			wantOut: []string{`msg="wrote access token"`, "attempt=5"}},
+		{name: "503 until BEARER_TOKEN_TIMEOUT", wantExit: 10, wantRequests: -5,
+			setup: func(f *fixture) {
+				f.env["BEARER_TOKEN_TIMEOUT"] = "2s"
+				for range 1000 {
+					f.srv.Enqueue(errorResponse(503, "temporarily_unavailable", 0))
+				}
+			},
+			wantOut: []string{"giving up after", "too little time left for another (BEARER_TOKEN_TIMEOUT)", "503 Service Unavailable"}},
 		{name: "Retry-After past the deadline", wantExit: 10, wantRequests: 1,
 			setup:   enqueue(entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "3600", "Content-Type": "text/plain"}, Body: "slow down"}),
 			wantOut: []string{"Retry-After", "past the deadline", "429 Too Many Requests"}},
 		{name: "connection refused", wantExit: 10, wantRequests: 0,
-			setup:   func(f *fixture) { f.env["AZURE_AUTHORITY_HOST"] = "https://127.0.0.1:1/" },
-			wantOut: []string{"giving up after 4 attempts", "connection refused"}},
+			setup: func(f *fixture) {
+				f.env["AZURE_AUTHORITY_HOST"] = "https://127.0.0.1:1/"
+				f.env["BEARER_TOKEN_TIMEOUT"] = "2s"
+			},
+			wantOut: []string{"giving up after", "connection refused"}},
 		{name: "certificate from an unknown CA", wantExit: 10, wantRequests: 0,
 			setup: func(f *fixture) {
 				other := newUntrustedServer(f.t)
@@ -593,6 +609,11 @@ func runCases() []runCase {
 			setup: enqueue(okBody(tokenForLater(map[string]any{"aud": entratest.PrometheusResource + "//"}), "Bearer"))},
 		{name: "expired token", wantExit: 12, wantRequests: 1, setup: func(f *fixture) { f.srv.TokenLifetime = -time.Hour },
 			wantOut: []string{"expired", "check the node's clock"}},
+		{name: "token not valid for 10 years (nbf)", wantExit: 12, wantRequests: 1,
+			setup:   enqueue(okBody(tokenForLater(map[string]any{"nbf": time.Now().AddDate(10, 0, 0).Unix()}), "Bearer")),
+			wantOut: []string{"not valid before", "(nbf)", "check the node's clock"}},
+		{name: "token valid from 4 minutes ahead (clock skew): written", wantExit: 0, wantRequests: 1,
+			setup: enqueue(okBody(tokenForLater(map[string]any{"nbf": time.Now().Add(4 * time.Minute).Unix()}), "Bearer"))},
 		{name: "token without exp", wantExit: 12, wantRequests: 1,
 			setup: enqueue(okBody(tokenForLater(map[string]any{"exp": nil}), "Bearer")), wantOut: []string{"no \\\"exp\\\""}},
 		{name: "token not a JWT", wantExit: 12, wantRequests: 1, setup: enqueue(okBody("opaque-token-value", "Bearer")), wantOut: []string{"not a signed JWT"}},
@@ -629,6 +650,20 @@ func runCases() []runCase {
 }
 
 // tokenForLater returns a token built before any test runs, for table entries.
+// retryIn checks that the run logged one retry, after a wait in [lo, hi).
+func retryIn(lo, hi time.Duration) func(t *testing.T, f *fixture, out string) {
+	return func(t *testing.T, f *fixture, out string) {
+		t.Helper()
+		m := regexp.MustCompile(`retry_in=(\S+)`).FindAllStringSubmatch(out, -1)
+		if len(m) != 1 {
+			t.Fatalf("%d retries logged, want 1", len(m))
+		}
+		if d, err := time.ParseDuration(m[0][1]); err != nil || d < lo || d >= hi {
+			t.Errorf("retry_in=%s, want within [%v, %v)", m[0][1], lo, hi)
+		}
+	}
+}
+
 func tokenForLater(claims map[string]any) string {
 	return tokenFor(panicTB{}, claims)
 }

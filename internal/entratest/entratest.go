@@ -8,7 +8,10 @@
 // or resource (AADSTS500011), a wrong client secret (AADSTS7000215), an expired one (AADSTS7000222).
 // Tests can queue other responses ([Server.Enqueue]) to play a throttling, failing or misbehaving Entra,
 // change the registrations while it serves ([Server.Change]), such as a rotated client secret, and give
-// it a clock of their own ([Server.Now]) with tokens of any lifetime ([Server.TokenLifetime]).
+// it a clock of their own ([Server.Now]) with tokens of any lifetime ([Server.TokenLifetime]). To play
+// a tenant (or a node's IMDS) under load, it admits at most [Server.RateLimit] requests a second and
+// refuses the rest with 429 and Retry-After, as Entra's throttling does, and logs every request
+// ([Server.Log]) with its status.
 //
 // [MIServer] is a stand-in for the managed identity endpoints of Azure hosts: IMDS, App Service, the
 // Azure Arc agent (its challenge included) and Service Fabric.
@@ -20,6 +23,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -63,6 +67,7 @@ type Request struct {
 	// RemoteAddr is the client's address and port, which tells connections apart.
 	RemoteAddr string
 	Time       time.Time // when it was received, by the server's clock
+	Status     int       // the status answered; 0 while the answer is being made
 }
 
 // Response is a canned answer, served instead of the normal one (see [Server.Enqueue]).
@@ -101,7 +106,18 @@ type Server struct {
 	// Answered, when set, is called after each response is sent, with the request and the status:
 	// for a log of the requests as they are answered (the demo's -serve).
 	Answered func(r Request, status int)
+	// RateLimit, when positive, is how many requests a second the server admits: a token bucket that
+	// holds as many and refills at that rate, by the real clock. A request that finds it empty is
+	// answered 429 Too Many Requests with Retry-After: RetryAfter seconds (1 when zero) and an Entra
+	// error body without an AADSTS code, before any check of what it carries.
+	RateLimit  float64
+	RetryAfter int
+	// Log, when set, receives one line per request, once answered: its time by the server's clock (RFC
+	// 3339, nanoseconds), status, client ID, and path, separated by spaces.
+	Log io.Writer
 
+	bucket   float64   // requests the rate limit admits now
+	filled   time.Time // when bucket was last refilled
 	srv      *httptest.Server
 	config   sync.RWMutex // held for writing by Change, for reading while a request is answered
 	mu       sync.Mutex
@@ -186,13 +202,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Form: r.PostForm, RemoteAddr: r.RemoteAddr, Time: s.now()}
 	s.mu.Lock()
+	i := len(s.requests)
 	s.requests = append(s.requests, req)
 	var canned *Response
 	if len(s.queue) > 0 {
 		canned = &s.queue[0]
 		s.queue = s.queue[1:]
+	} else if !s.admit() {
+		ra := max(s.RetryAfter, 1)
+		canned = &Response{Status: http.StatusTooManyRequests, Header: map[string]string{"Retry-After": strconv.Itoa(ra), "Content-Type": "application/json; charset=utf-8"},
+			Body: string(ErrorBody(http.StatusTooManyRequests, "temporarily_unavailable", 0, "The service is temporarily unavailable: too many requests."))}
 	}
 	s.mu.Unlock()
+	w = &statusRecorder{ResponseWriter: w, record: func(status int) { s.answered(i, status) }}
 	if canned != nil {
 		writeCanned(w, r, canned)
 		if s.Answered != nil {
@@ -211,6 +233,62 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Answered(req, status)
 	}
 }
+
+// admit reports whether the rate limit admits one more request now, and takes it from the bucket. The
+// caller holds s.mu.
+func (s *Server) admit() bool {
+	if s.RateLimit <= 0 {
+		return true
+	}
+	now := time.Now()
+	if s.filled.IsZero() {
+		s.bucket = s.RateLimit
+	} else {
+		s.bucket = min(s.RateLimit, s.bucket+s.RateLimit*now.Sub(s.filled).Seconds())
+	}
+	s.filled = now
+	if s.bucket < 1 {
+		return false
+	}
+	s.bucket--
+	return true
+}
+
+// answered records the status of request i and logs the request.
+func (s *Server) answered(i, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &s.requests[i]
+	r.Status = status
+	if s.Log != nil {
+		fmt.Fprintf(s.Log, "%s %d %s %s\n", r.Time.UTC().Format(time.RFC3339Nano), status, strconv.Quote(r.Form.Get("client_id")), strconv.Quote(r.Path))
+	}
+}
+
+// statusRecorder calls record with the status of the response, once.
+type statusRecorder struct {
+	http.ResponseWriter
+	record func(status int)
+	done   bool
+}
+
+func (w *statusRecorder) WriteHeader(status int) {
+	if !w.done {
+		w.done = true
+		w.record(status)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Hijack, Flush).
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // refusal is an Entra error response.
 type refusal struct {
