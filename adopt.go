@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -98,7 +97,7 @@ const maxTokenFileSize = 64 << 10
 // readTokenFileFacts reads what [adoptable] looks at in the file at path, without following a symbolic
 // link, and at most maxTokenFileSize bytes. ok is false when there is no file at all.
 func readTokenFileFacts(path string) (facts tokenFileFacts, ok bool) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := openTokenFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return facts, false
 	}
@@ -110,10 +109,7 @@ func readTokenFileFacts(path string) (facts tokenFileFacts, ok bool) {
 	if err != nil {
 		return tokenFileFacts{err: fmt.Errorf("unreadable: %w", pathErr(err))}, true
 	}
-	facts = tokenFileFacts{regular: info.Mode().IsRegular(), mode: info.Mode().Perm(), uid: -1}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		facts.uid = int(st.Uid)
-	}
+	facts = tokenFileFacts{regular: info.Mode().IsRegular(), mode: info.Mode().Perm(), uid: fileOwner(info)}
 	if !facts.regular {
 		return facts, true
 	}
