@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // Metrics (BEARER_TOKEN_METRICS_ADDR, refresh mode only): a listener that serves /metrics in the
@@ -72,6 +74,19 @@ func newMetrics(version, mode string, targets []config) *metrics {
 	return m
 }
 
+// tokenIssuedAt returns the "iat" of token, a JWT that [checkToken] passed, or the zero time.
+func tokenIssuedAt(token string) time.Time {
+	parsed, err := jwt.ParseSigned(token, tokenAlgorithms)
+	if err != nil {
+		return time.Time{}
+	}
+	var claims jwt.Claims
+	if parsed.UnsafeClaimsWithoutVerification(&claims) != nil || claims.IssuedAt == nil {
+		return time.Time{}
+	}
+	return claims.IssuedAt.Time()
+}
+
 // setCredential records the kind of credential ("client secret", "certificate", …) for build info.
 func (m *metrics) setCredential(kind string) {
 	if m == nil {
@@ -97,9 +112,13 @@ func (m *metrics) update(file string, f func(*resourceMetrics)) {
 	}
 }
 
-// published records a token written to file: expiry and issued are its "exp" and "iat" (zero if it
-// has none), received when it arrived. first is the first token, not a renewal.
-func (m *metrics) published(file string, expiry, issued, received time.Time, first bool) {
+// published records token written to file: expiry is its "exp", received when it arrived. first is
+// the first token, not a renewal. Its "iat" is read only here, with metrics on.
+func (m *metrics) published(file string, expiry time.Time, token string, received time.Time, first bool) {
+	if m == nil {
+		return
+	}
+	issued := tokenIssuedAt(token)
 	m.update(file, func(r *resourceMetrics) {
 		r.expiry, r.issued, r.lastSuccess = expiry, issued, received
 		if !first {
@@ -131,40 +150,6 @@ func (m *metrics) request(file string, status int) {
 		}
 		r.lastAttemptFailed = class != 2
 	})
-}
-
-// instrument returns client with its transport counting each request for file in m; client itself
-// when m is nil.
-func (m *metrics) instrument(client *http.Client, file string) *http.Client {
-	if m == nil {
-		return client
-	}
-	client.Transport = &countingTransport{base: client.Transport, m: m, file: file}
-	return client
-}
-
-// countingTransport records each round trip's status class in m.
-type countingTransport struct {
-	base http.RoundTripper
-	m    *metrics
-	file string
-}
-
-func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	status := 0
-	if err == nil {
-		status = resp.StatusCode
-	}
-	t.m.request(t.file, status)
-	return resp, err
-}
-
-// CloseIdleConnections passes on to the base transport, as http.Client.CloseIdleConnections needs.
-func (t *countingTransport) CloseIdleConnections() {
-	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }
 
 // exposition returns the metrics in the Prometheus text format. It copies the numbers under the mutex

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/densify-dev/azure-rest-api-token/internal/entratest"
 )
 
 // TestMetricsExposition: the exact text a scrape gets after a first token, a renewal, a failed
@@ -24,11 +26,11 @@ func TestMetricsExposition(t *testing.T) {
 	m.setCredential("client secret")
 	f := "/var/run/azure-token/token"
 	m.request(f, 200)
-	m.published(f, time.Unix(1700003600, 0), time.Unix(1699999700, 0), time.Unix(1700000000, 0), true)
+	m.published(f, time.Unix(1700003600, 0), iatToken(t, 1699999700), time.Unix(1700000000, 0), true)
 	m.request(f, 429)
 	m.request(f, 0)
 	m.request(f, 200)
-	m.published(f, time.Unix(1700005400, 0), time.Unix(1700001500, 0), time.Unix(1700001800, 0), false)
+	m.published(f, time.Unix(1700005400, 0), iatToken(t, 1700001500), time.Unix(1700001800, 0), false)
 	m.request(`/var/run/azure-token/a"b\c`, 401)
 	m.renewalFailed(`/var/run/azure-token/a"b\c`)
 	want := `# HELP azure_rest_api_token_build_info Build and configuration of the running program; the value is 1.
@@ -165,4 +167,14 @@ func TestMetricsListener(t *testing.T) {
 	for _, c := range idle[1:] {
 		c.Close()
 	}
+}
+
+// iatToken returns a signed JWT whose "iat" is iat.
+func iatToken(t *testing.T, iat int64) string {
+	t.Helper()
+	tok, err := entratest.SignToken(map[string]any{"iat": iat, "aud": "x", "exp": iat + 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
