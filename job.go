@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -39,7 +40,7 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 		if err != nil {
 			return err
 		}
-		cfg.metrics = newMetrics(programVersion(), "refresh", cfg.targets())
+		cfg.metrics = newMetrics(cmp.Or(version, buildInfoVersion()), commit, "refresh", cfg.targets())
 		mctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go serveMetrics(mctx, l, cfg.metrics)

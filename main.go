@@ -217,7 +217,7 @@
 // one that cannot be (in use, a wrong address) is exit 1. GET or HEAD of /metrics returns the Prometheus
 // text format: per resource and file, the token's expiry and issue time ("exp", "iat") and the time of
 // the last successful renewal, in Unix seconds; renewals by result; token requests by HTTP status class,
-// the retries among them and the 429s; and build information (version, credential kind, mode). No
+// the retries among them and the 429s; and build information (version, commit, credential kind, mode). No
 // secret, token or client ID. At most 4 connections are served at once, each with 10-second read and
 // write timeouts; any other path is 404, any other method 405.
 //

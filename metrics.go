@@ -59,15 +59,16 @@ type resourceMetrics struct {
 
 // metrics is the state a scrape reads. A nil *metrics (no BEARER_TOKEN_METRICS_ADDR) records nothing.
 type metrics struct {
-	version, credential, mode string
+	version, commit, credential, mode string
 
 	mu        sync.Mutex
 	resources []resourceMetrics
 }
 
-// newMetrics returns metrics for the token files of targets, in their order.
-func newMetrics(version, mode string, targets []config) *metrics {
-	m := &metrics{version: version, mode: mode}
+// newMetrics returns metrics for the token files of targets, in their order, with build information:
+// the version as the image's tag has it, the commit ("" when not stamped) and the mode.
+func newMetrics(version, commit, mode string, targets []config) *metrics {
+	m := &metrics{version: version, commit: commit, mode: mode}
 	for _, t := range targets {
 		m.resources = append(m.resources, resourceMetrics{resource: t.resource, file: t.tokenFile})
 	}
@@ -181,7 +182,7 @@ func (m *metrics) exposition() []byte {
 	count := func(n uint64) string { return strconv.FormatUint(n, 10) }
 
 	family("build_info", "gauge", "Build and configuration of the running program; the value is 1.")
-	sample("build_info", []string{"version", m.version, "credential", credential, "mode", m.mode}, "1")
+	sample("build_info", []string{"version", m.version, "commit", m.commit, "credential", credential, "mode", m.mode}, "1")
 	family("token_expiry_timestamp_seconds", "gauge", "When the token in the file expires (its exp claim), in Unix seconds.")
 	for _, r := range rs {
 		if !r.expiry.IsZero() {

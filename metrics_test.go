@@ -19,7 +19,7 @@ import (
 // renewal with a 429 and a network error, for two token files.
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
-	m := newMetrics("1.2.3", "refresh", []config{
+	m := newMetrics("1.2.3", "abc123", "refresh", []config{
 		{resource: "https://prometheus.monitor.azure.com", tokenFile: "/var/run/azure-token/token"},
 		{resource: "https://management.azure.com/", tokenFile: `/var/run/azure-token/a"b\c`},
 	})
@@ -35,7 +35,7 @@ func TestMetricsExposition(t *testing.T) {
 	m.renewalFailed(`/var/run/azure-token/a"b\c`)
 	want := `# HELP azure_rest_api_token_build_info Build and configuration of the running program; the value is 1.
 # TYPE azure_rest_api_token_build_info gauge
-azure_rest_api_token_build_info{version="1.2.3",credential="client secret",mode="refresh"} 1
+azure_rest_api_token_build_info{version="1.2.3",commit="abc123",credential="client secret",mode="refresh"} 1
 # HELP azure_rest_api_token_token_expiry_timestamp_seconds When the token in the file expires (its exp claim), in Unix seconds.
 # TYPE azure_rest_api_token_token_expiry_timestamp_seconds gauge
 azure_rest_api_token_token_expiry_timestamp_seconds{resource="https://prometheus.monitor.azure.com",file="/var/run/azure-token/token"} 1700005400
@@ -82,7 +82,7 @@ azure_rest_api_token_token_requests_throttled_total{resource="https://management
 // TestMetricsHandler: GET and HEAD of /metrics only.
 func TestMetricsHandler(t *testing.T) {
 	t.Parallel()
-	m := newMetrics("1.2.3", "refresh", nil)
+	m := newMetrics("1.2.3", "abc123", "refresh", nil)
 	for _, tc := range []struct {
 		method, path string
 		status       int
@@ -125,7 +125,7 @@ func TestMetricsListener(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { serveMetrics(ctx, l, newMetrics("1.2.3", "refresh", nil)); close(done) }()
+	go func() { serveMetrics(ctx, l, newMetrics("1.2.3", "abc123", "refresh", nil)); close(done) }()
 	// Hold every slot with idle connections (each accepted, then waiting for a request).
 	var idle []net.Conn
 	for range metricsMaxConns {

@@ -120,7 +120,7 @@ func TestMetricsScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.metrics = newMetrics("1.2.3", "refresh", cfg.targets())
+	cfg.metrics = newMetrics("1.2.3", "abc123", "refresh", cfg.targets())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go serveMetrics(ctx, l, cfg.metrics)
@@ -193,7 +193,7 @@ func TestMetricsScrape(t *testing.T) {
 		`azure_rest_api_token_last_renewal_success_timestamp_seconds{resource="https://management.azure.com/",file="` + arm + `"} 600`,
 		`azure_rest_api_token_token_expiry_timestamp_seconds{resource="https://management.azure.com/",file="` + arm + `"} 4199`,
 		`azure_rest_api_token_token_issued_timestamp_seconds{resource="https://management.azure.com/",file="` + arm + `"} 300`,
-		`azure_rest_api_token_build_info{version="1.2.3",credential="client secret",mode="refresh"} 1`,
+		`azure_rest_api_token_build_info{version="1.2.3",commit="abc123",credential="client secret",mode="refresh"} 1`,
 	} {
 		if !strings.Contains(last, want+"\n") {
 			t.Errorf("the last scrape lacks %s", want)
