@@ -178,27 +178,26 @@ func (m *metrics) exposition() []byte {
 	res := func(r resourceMetrics, more ...string) []string {
 		return append([]string{"resource", r.resource, "file", r.file}, more...)
 	}
-	unix := func(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 	count := func(n uint64) string { return strconv.FormatUint(n, 10) }
 
 	family("build_info", "gauge", "Build and configuration of the running program; the value is 1.")
 	sample("build_info", []string{"version", m.version, "commit", m.commit, "credential", credential, "mode", m.mode}, "1")
-	family("token_expiry_timestamp_seconds", "gauge", "When the token in the file expires (its exp claim), in Unix seconds.")
-	for _, r := range rs {
-		if !r.expiry.IsZero() {
-			sample("token_expiry_timestamp_seconds", res(r), unix(r.expiry))
-		}
-	}
-	family("token_issued_timestamp_seconds", "gauge", "When the token in the file was issued (its iat claim), in Unix seconds.")
-	for _, r := range rs {
-		if !r.issued.IsZero() {
-			sample("token_issued_timestamp_seconds", res(r), unix(r.issued))
-		}
-	}
-	family("last_renewal_success_timestamp_seconds", "gauge", "When the token in the file was received (the first token or the last successful renewal), in Unix seconds.")
-	for _, r := range rs {
-		if !r.lastSuccess.IsZero() {
-			sample("last_renewal_success_timestamp_seconds", res(r), unix(r.lastSuccess))
+	for _, g := range []struct {
+		name, help string
+		at         func(resourceMetrics) time.Time
+	}{
+		{"token_expiry_timestamp_seconds", "When the token in the file expires (its exp claim), in Unix seconds.",
+			func(r resourceMetrics) time.Time { return r.expiry }},
+		{"token_issued_timestamp_seconds", "When the token in the file was issued (its iat claim), in Unix seconds.",
+			func(r resourceMetrics) time.Time { return r.issued }},
+		{"last_renewal_success_timestamp_seconds", "When the token in the file was received (the first token or the last successful renewal), in Unix seconds.",
+			func(r resourceMetrics) time.Time { return r.lastSuccess }},
+	} {
+		family(g.name, "gauge", g.help)
+		for _, r := range rs {
+			if t := g.at(r); !t.IsZero() { // no series before the first token
+				sample(g.name, res(r), strconv.FormatInt(t.Unix(), 10))
+			}
 		}
 	}
 	family("renewals_total", "counter", "Renewals of the token, by result (success, failure); the first token is not one.")
