@@ -24,10 +24,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/common/expfmt"
@@ -231,16 +233,61 @@ func ruleGroups(path string) (rules, error) {
 	return r, nil
 }
 
-// Moments of the test, in minutes of the simulated clock, which starts at 600 s with two tokens that
-// live 3599 s (exp 4199 s, iat 300 s); one is renewed every half lifetime, the other's renewals fail
-// from about 30 minutes on.
-var moments = []struct {
+// moment is a minute of the simulated clock at which the test asserts the alerts: those firing for
+// the failing token; none fire for the healthy one.
+type moment struct {
 	minute int
-	firing []string // alerts firing for the failing token; none fire for the healthy one
-}{
-	{20, nil}, // both tokens fresh
-	{50, []string{"AzureTokenRenewalOverdue"}},                          // half a lifetime (32.5 min) + 5 min since the last renewal
-	{63, []string{"AzureTokenExpiresSoon", "AzureTokenRenewalOverdue"}}, // less than 10 minutes left for 1 minute
+	firing []string
+}
+
+// moments returns the test's moments, from the failing token's series as scraped: at minute 20 no
+// alert (a renewal comes at 25% of a lifetime at the earliest, 15 minutes for an hour-long token, and
+// half a lifetime has not passed); AzureTokenRenewalOverdue alone from the minute its condition has
+// held for its 5 minutes (half a lifetime since the last success and a failed renewal), and both from
+// the minute AzureTokenExpiresSoon's has held for its one (less than 10 minutes left).
+func moments(sc scenario, series map[string][]string) ([]moment, error) {
+	at := func(name string, extra string) ([]string, error) {
+		for sel, v := range series {
+			if strings.HasPrefix(sel, `{__name__="`+name+`"`) && strings.Contains(sel, `file="`+sc.Failing.File+`"`) && strings.Contains(sel, extra) {
+				return v, nil
+			}
+		}
+		return nil, fmt.Errorf("no series %s for %s", name, sc.Failing.File)
+	}
+	num := func(vals []string, i int) float64 {
+		f, _ := strconv.ParseFloat(vals[i], 64)
+		return f
+	}
+	failures, err := at("azure_rest_api_token_renewals_total", `result="failure"`)
+	if err != nil {
+		return nil, err
+	}
+	var vals [3][]string
+	for i, name := range []string{"azure_rest_api_token_last_renewal_success_timestamp_seconds", "azure_rest_api_token_token_expiry_timestamp_seconds", "azure_rest_api_token_token_issued_timestamp_seconds"} {
+		if vals[i], err = at(name, ""); err != nil {
+			return nil, err
+		}
+	}
+	first := -1
+	for i := range sc.Scrapes {
+		if num(failures, i) > 0 {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil, errors.New("the failing token never failed a renewal")
+	}
+	last := len(sc.Scrapes) - 1
+	success, expiry, issued := num(vals[0], last), num(vals[1], last), num(vals[2], last)
+	overdue := math.Max(float64(sc.Scrapes[first].Time), success+(expiry-issued)/2) + 5*60
+	soon := expiry - 600 + 60
+	minute := func(t float64) int { return int(math.Ceil(t/60)) + 1 } // the first whole minute after, and one to spare
+	ms := []moment{{20, nil}, {minute(overdue), []string{"AzureTokenRenewalOverdue"}}, {minute(soon), []string{"AzureTokenExpiresSoon", "AzureTokenRenewalOverdue"}}}
+	if ms[1].minute >= ms[2].minute {
+		ms = append(ms[:1], ms[2])
+	}
+	return ms, nil
 }
 
 var labelRef = regexp.MustCompile(`\{\{ \$labels\.([a-z_]+) \}\}`)
@@ -250,9 +297,14 @@ var labelRef = regexp.MustCompile(`\{\{ \$labels\.([a-z_]+) \}\}`)
 func unitTest(sc scenario, series map[string][]string, r rules) ([]byte, error) {
 	last := sc.Scrapes[len(sc.Scrapes)-1].Time
 	minutes := int(last / 60)
+	moments, err := moments(sc, series)
+	if err != nil {
+		return nil, err
+	}
 	if minutes < moments[len(moments)-1].minute {
 		return nil, fmt.Errorf("the scrapes end at %d s, before minute %d", last, moments[len(moments)-1].minute)
 	}
+	fmt.Printf("moments: %+v\n", moments)
 	type inputSeries struct {
 		Series string `json:"series"`
 		Values string `json:"values"`
