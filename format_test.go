@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -105,4 +106,27 @@ func TestJSONFormatShape(t *testing.T) {
 	if diff := cmp.Diff(want, v); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// FuzzTokenFormatExtract: reading a token file back in any format never panics, never quotes the file
+// in its error, and gives back what render wrote.
+func FuzzTokenFormatExtract(f *testing.F) {
+	f.Add("eyJ.eyJ.sig", "Authorization: Bearer x\n", `{"access_token":"x","token_type":"Bearer","expires_on":1}`)
+	f.Add("", "Authorization: Bearer \n\n", `{"access_token":null}`)
+	f.Fuzz(func(t *testing.T, token, header, js string) {
+		for _, format := range []tokenFormat{formatToken, formatHeader, formatJSON} {
+			for _, content := range []string{token, header, js} {
+				if _, err := format.extract(content); err != nil && len(content) > 12 && strings.Contains(err.Error(), content) {
+					t.Errorf("%s.extract: the error quotes the file: %v", format, err)
+				}
+			}
+			if strings.ContainsAny(token, "\n") || !utf8.ValidString(token) {
+				continue
+			}
+			back, err := format.extract(format.render(token, time.Unix(1, 0), "r"))
+			if err != nil || back != token {
+				t.Errorf("%s: render then extract = %q, %v; want %q", format, back, err, token)
+			}
+		}
+	})
 }
