@@ -23,7 +23,7 @@ import (
 // false otherwise, and the file is then replaced as before. It logs which, and why not; nothing when
 // there is no file. It makes no request.
 func adopt(cfg config, info sourceInfo, log *slog.Logger, now time.Time) (issued, bool) {
-	facts, ok := readTokenFileFacts(cfg.tokenFile)
+	facts, ok := readTokenFileFacts(cfg.tokenFile, cfg.format)
 	if !ok {
 		return issued{}, false
 	}
@@ -96,7 +96,7 @@ const maxTokenFileSize = 64 << 10
 
 // readTokenFileFacts reads what [adoptable] looks at in the file at path, without following a symbolic
 // link, and at most maxTokenFileSize bytes. ok is false when there is no file at all.
-func readTokenFileFacts(path string) (facts tokenFileFacts, ok bool) {
+func readTokenFileFacts(path string, format tokenFormat) (facts tokenFileFacts, ok bool) {
 	f, err := openTokenFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return facts, false
@@ -122,7 +122,10 @@ func readTokenFileFacts(path string) (facts tokenFileFacts, ok bool) {
 	case len(data) == 0:
 		facts.err = errors.New("empty")
 	default:
-		facts.claims, facts.err = parseClaims(string(data))
+		var token string // in the file's format, BEARER_TOKEN_FORMAT or the entry's
+		if token, facts.err = format.extract(string(data)); facts.err == nil {
+			facts.claims, facts.err = parseClaims(token)
+		}
 	}
 	return facts, true
 }

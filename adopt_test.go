@@ -66,19 +66,19 @@ func TestReadTokenFileFacts(t *testing.T) {
 	path := filepath.Join(dir, "token")
 	mustDo(t, os.WriteFile(path, []byte(token), 0o640))
 	mustDo(t, os.Chmod(path, 0o640))
-	f, ok := readTokenFileFacts(path)
+	f, ok := readTokenFileFacts(path, formatToken)
 	if !ok || !f.regular || f.uid != os.Geteuid() || f.mode != 0o640 || f.err != nil || f.claims.tenant == "" {
 		t.Errorf("token file: %+v, %v", f, ok)
 	}
-	if _, ok := readTokenFileFacts(filepath.Join(dir, "none")); ok {
+	if _, ok := readTokenFileFacts(filepath.Join(dir, "none"), formatToken); ok {
 		t.Error("no file: ok")
 	}
 	mustDo(t, os.Symlink(path, filepath.Join(dir, "link")))
-	if f, ok := readTokenFileFacts(filepath.Join(dir, "link")); !ok || f.err == nil {
+	if f, ok := readTokenFileFacts(filepath.Join(dir, "link"), formatToken); !ok || f.err == nil {
 		t.Errorf("symbolic link: %+v, %v; want an error, not followed", f, ok)
 	}
 	mustDo(t, os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644))
-	if f, _ := readTokenFileFacts(filepath.Join(dir, "empty")); f.err == nil || f.err.Error() != "empty" {
+	if f, _ := readTokenFileFacts(filepath.Join(dir, "empty"), formatToken); f.err == nil || f.err.Error() != "empty" {
 		t.Errorf("empty file: %+v", f)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,10 +31,35 @@ type config struct {
 	fileMode  fs.FileMode // BEARER_TOKEN_FILE_MODE, permission bits only
 	authority *url.URL    // AZURE_AUTHORITY_HOST, https, path ending in "/"
 	timeout   time.Duration
-	caFile    string // SSL_CERT_FILE, checked by [checkTrustedCAs]
-	caDirs    string // SSL_CERT_DIR, likewise
-	refresh   bool   // BEARER_TOKEN_REFRESH: keep the token fresh (refresh.go) instead of exiting
-	replace   bool   // a regular file at tokenFile is replaced: BEARER_TOKEN_FILE_REPLACE, or refresh
+	caFile    string      // SSL_CERT_FILE, checked by [checkTrustedCAs]
+	caDirs    string      // SSL_CERT_DIR, likewise
+	refresh   bool        // BEARER_TOKEN_REFRESH: keep the token fresh (refresh.go) instead of exiting
+	replace   bool        // a regular file at tokenFile is replaced: BEARER_TOKEN_FILE_REPLACE, or refresh
+	format    tokenFormat // BEARER_TOKEN_FORMAT, else the entry's (format.go)
+
+	more        []resourceEntry // BEARER_TOKEN_RESOURCES: the tokens kept besides AZURE_RESOURCE's
+	metricsAddr string          // BEARER_TOKEN_METRICS_ADDR, "" for no listener
+	metrics     *metrics        // set once the listener is open; nil records nothing
+	spacer      *spacer         // spaces the requests of several resources; nil for one
+}
+
+// resourceEntry is one entry of BEARER_TOKEN_RESOURCES: resource=path[,format].
+type resourceEntry struct {
+	resource, file string
+	format         tokenFormat
+}
+
+// targets returns one config per token file: AZURE_RESOURCE's first, then BEARER_TOKEN_RESOURCES' in
+// their order, each with its resource, audience (an entry's is its resource), file and format, and
+// everything else shared. With one resource it is c alone, unchanged.
+func (c config) targets() []config {
+	ts := []config{c}
+	for _, e := range c.more {
+		t := c
+		t.resource, t.audience, t.tokenFile, t.format = e.resource, e.resource, e.file, e.format
+		ts = append(ts, t)
+	}
+	return ts
 }
 
 // withTimeout returns ctx bounded by BEARER_TOKEN_TIMEOUT, with a cause that names the variable: for
@@ -51,6 +77,7 @@ var knownVariables = []string{
 	"AZURE_RESOURCE", "AZURE_AUTHORITY_HOST",
 	"BEARER_TOKEN_FILE", "BEARER_TOKEN_AUDIENCE", "BEARER_TOKEN_FILE_MODE", "BEARER_TOKEN_TIMEOUT",
 	"BEARER_TOKEN_REFRESH", "BEARER_TOKEN_FILE_REPLACE", "BEARER_TOKEN_MIN_VALIDITY",
+	"BEARER_TOKEN_FORMAT", "BEARER_TOKEN_RESOURCES", "BEARER_TOKEN_METRICS_ADDR",
 	"LOG_FORMAT",
 }
 
@@ -176,7 +203,24 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.timeout = d
 	}
 	errs = append(errs, checkProxies(getenv)...)
+	if f, err := parseFormat(getenv("BEARER_TOKEN_FORMAT")); err != nil {
+		errs = append(errs, fmt.Errorf("BEARER_TOKEN_FORMAT: %w", err))
+	} else {
+		c.format = f
+	}
+	more, err := parseResources(getenv("BEARER_TOKEN_RESOURCES"), c.tokenFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.more = more
 	c.refresh = boolVar(getenv, "BEARER_TOKEN_REFRESH", &errs)
+	if c.metricsAddr = getenv("BEARER_TOKEN_METRICS_ADDR"); c.metricsAddr != "" {
+		if err := checkListenAddr(c.metricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("BEARER_TOKEN_METRICS_ADDR %q: %w", c.metricsAddr, err))
+		} else if !c.refresh {
+			errs = append(errs, errors.New("BEARER_TOKEN_METRICS_ADDR is set but BEARER_TOKEN_REFRESH is not \"true\": a one-shot run exits before anything scrapes it"))
+		}
+	}
 	c.replace = boolVar(getenv, "BEARER_TOKEN_FILE_REPLACE", &errs)
 	if c.refresh && getenv("BEARER_TOKEN_FILE_REPLACE") == "false" {
 		errs = append(errs, errors.New("BEARER_TOKEN_FILE_REPLACE is \"false\" but BEARER_TOKEN_REFRESH is \"true\": refresh mode replaces the file at every renewal; unset BEARER_TOKEN_FILE_REPLACE"))
@@ -186,6 +230,64 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, nil
 	}
 	return c, withExit(exitConfig, oneLine(errs))
+}
+
+// parseResources reads BEARER_TOKEN_RESOURCES: entries resource=path[,format] separated by white
+// space (one a line in a YAML block scalar), each a token kept besides AZURE_RESOURCE's in
+// BEARER_TOKEN_FILE (first, the path that no entry may repeat). Split at the first "=" (a resource
+// has none) and at the last ",": a path may hold neither a comma nor white space. Its error names
+// every malformed entry, by number and value: a resource and a path are not secrets.
+func parseResources(s, first string) ([]resourceEntry, error) {
+	var entries []resourceEntry
+	var errs []error
+	files := map[string]string{filepath.Clean(first): "BEARER_TOKEN_FILE"}
+	for i, entry := range strings.Fields(s) {
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("BEARER_TOKEN_RESOURCES entry %d %q: %s", i+1, entry, fmt.Sprintf(format, args...)))
+		}
+		resource, rest, ok := strings.Cut(entry, "=")
+		if !ok || resource == "" || rest == "" {
+			bad("want resource=path or resource=path,format, such as https://management.azure.com/=/var/run/azure-token/arm,json")
+			continue
+		}
+		file, formatName := rest, ""
+		if j := strings.LastIndexByte(rest, ','); j >= 0 {
+			file, formatName = rest[:j], rest[j+1:]
+		}
+		format, err := parseFormat(formatName)
+		switch {
+		case err != nil:
+			bad("%v", err)
+		case file == "":
+			bad("no path")
+		case checkResource(resource) != nil:
+			bad("resource: %v", checkResource(resource))
+		case checkPath(file) != nil:
+			bad("path: %v", checkPath(file))
+		case files[filepath.Clean(file)] != "":
+			bad("the path is also %s's: one file per token", files[filepath.Clean(file)])
+		default:
+			files[filepath.Clean(file)] = fmt.Sprintf("entry %d", i+1)
+			entries = append(entries, resourceEntry{resource: resource, file: file, format: format})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, oneLine(errs)
+	}
+	return entries, nil
+}
+
+// checkListenAddr reports an error unless addr is host:port with a port number (0 to 65535), as
+// net.Listen takes it; the host may be empty (every address), a name or an IP address.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, such as :9464 or 127.0.0.1:9464")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return errors.New("want a port number, such as :9464")
+	}
+	return nil
 }
 
 // boolVar returns whether the variable name is "true"; "false" and "" are false, and anything else is

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -23,11 +24,32 @@ func getToken(ctx context.Context, getenv func(string) string, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	src, err := loadSource(getenv, cfg.authority, cfg.resource)
-	if err != nil {
-		return err
+	var srcs []source // one per token: the same credential, each for its resource
+	for _, t := range cfg.targets() {
+		src, err := loadSource(getenv, t.authority, t.resource)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, src)
 	}
-	return runJob(ctx, cfg, src, log, systemClock{})
+	if len(cfg.more) > 0 {
+		cfg.spacer = &spacer{gap: requestSpacing}
+	}
+	if cfg.metricsAddr != "" {
+		l, err := listenMetrics(cfg.metricsAddr)
+		if err != nil {
+			return err
+		}
+		cfg.metrics = newMetrics(cmp.Or(version, buildInfoVersion()), commit, "refresh", cfg.targets())
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go serveMetrics(mctx, l, cfg.metrics)
+		log.Info("serving metrics", "address", l.Addr().String(), "path", "/metrics")
+	}
+	if len(srcs) > 1 {
+		return runJobs(ctx, cfg, srcs, log, systemClock{})
+	}
+	return runJob(ctx, cfg, srcs[0], log, systemClock{})
 }
 
 // runJob is the run after the environment was read: the first token, and in refresh mode the renewals,
@@ -82,6 +104,8 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	}
 	if cfg.refresh { // after the directory check: renewals will replace the file there
 		if tok, ok := adopt(cfg, info, log, now()); ok {
+			cfg.metrics.setCredential(credentialKind(info.attrs))
+			cfg.metrics.published(cfg.tokenFile, tok.expiry, "", tok.received, true) // its "iat" unread: no issue time until the first renewal
 			return tok, nil
 		}
 	}
@@ -91,7 +115,7 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	}
 	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, info.who,
 		[]any{"resource", cfg.resource}, info.attrs, []any{"token_endpoint", info.endpoint, "proxy", info.proxy}, cfg.modeAttrs())...)
-	client := newHTTPClient()
+	client := cfg.httpClient()
 	resp, err := requestToken(ctx, info.endpoint, func(ctx context.Context) (*tokenResponse, error) {
 		return src.token(ctx, client, now())
 	}, log)
@@ -103,9 +127,11 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	if err != nil {
 		return issued{}, withExit(exitTokenInvalid, fmt.Errorf("checking the access token: %w", err))
 	}
-	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, cfg.replace); err != nil {
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, cfg.format.render(resp.AccessToken, claims.expiry, cfg.resource), cfg.replace); err != nil {
 		return issued{}, withExit(exitWrite, err)
 	}
+	cfg.metrics.setCredential(credentialKind(info.attrs))
+	cfg.metrics.published(cfg.tokenFile, claims.expiry, resp.AccessToken, received, true)
 	log.Info("wrote access token", slices.Concat(info.who, []any{"resource", cfg.resource,
 		"audience", claims.matchedAudience, "expires", timestamp(claims.expiry),
 		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode)})...)

@@ -94,6 +94,12 @@
 //	                         or unset: fail if anything is there. Refresh mode always replaces.
 //	BEARER_TOKEN_MIN_VALIDITY  for -check: how long the token must still be valid, a Go duration
 //	                         (default 5m).
+//	BEARER_TOKEN_FORMAT      the token file's format (below): "token" (default), "header" or "json".
+//	BEARER_TOKEN_RESOURCES   more tokens from the same credential, each in a file of its own (below):
+//	                         entries "resource=path" or "resource=path,format", separated by white
+//	                         space, e.g. https://management.azure.com/=/var/run/azure-token/arm,json.
+//	BEARER_TOKEN_METRICS_ADDR  refresh mode: host:port, e.g. :9464, on which to serve Prometheus metrics
+//	                         at /metrics (below); unset: no listener at all.
 //	LOG_FORMAT               "text" (default) or "json": the log/slog handler used for standard output.
 //	HTTPS_PROXY, NO_PROXY    proxy settings, as every Go program reads them: upper case first, else
 //	                         https_proxy, no_proxy; a value without a scheme means http://; loopback
@@ -151,8 +157,11 @@
 // equal BEARER_TOKEN_AUDIENCE, give or take one trailing slash, its "exp" must lie in the future, and its
 // "nbf", if any, at most 5 minutes ahead (Entra's own backdating; a later one means a clock far off).
 //
-// The token file holds exactly the access token, with no trailing newline, with mode BEARER_TOKEN_FILE_MODE
-// whatever the umask. It appears whole or not at all: the token is written to a temporary file in the same
+// The token file holds, in the format "token" (the default), exactly the access token, with no trailing
+// newline; in "header", the line "Authorization: Bearer <token>" and a newline, for curl -H @file; in
+// "json", {"access_token":…,"token_type":"Bearer","expires_on":…,"resource":…} and a newline, with
+// expires_on the token's "exp" as a number of Unix seconds, as "az account get-access-token" prints it.
+// It has mode BEARER_TOKEN_FILE_MODE whatever the umask. It appears whole or not at all: the token is written to a temporary file in the same
 // directory, flushed to disk, and then linked to its final name, which fails if anything is there; or,
 // with BEARER_TOKEN_FILE_REPLACE or in refresh mode, renamed over it (rename(2): a reader finds the old
 // token or the new, never a missing, empty or partial file). On Linux the temporary file has no name
@@ -193,12 +202,32 @@
 // the token file in place, and further signals change nothing; before the first token is written they
 // stop it as they stop a one-shot run.
 //
+// Several resources (BEARER_TOKEN_RESOURCES): one process, one credential, a token per resource. AZURE_RESOURCE
+// and BEARER_TOKEN_FILE (with BEARER_TOKEN_AUDIENCE and BEARER_TOKEN_FORMAT) are the first; each entry
+// adds a resource, its file (the rules of BEARER_TOKEN_FILE; no two tokens share one) and its format
+// (default "token"); its audience is the resource itself. A resource holds no "=" and a path no comma
+// or white space. A malformed entry is exit 1, naming it. Every file's place is checked before the
+// first request; the first tokens are requested one after the other, and any two requests are at least
+// a second apart. A one-shot run that fails for one resource removes the files it wrote before (but
+// those it replaced). In refresh mode each token is renewed on its own schedule, exactly as above, and
+// a failure for one is logged, naming its file, and retried for that one alone; the program exits 10
+// when one of its tokens expires without a renewal, naming that token's file.
+//
+// Metrics (BEARER_TOKEN_METRICS_ADDR, refresh mode only): the port is opened before any request, and
+// one that cannot be (in use, a wrong address) is exit 1. GET or HEAD of /metrics returns the Prometheus
+// text format: per resource and file, the token's expiry and issue time ("exp", "iat") and the time of
+// the last successful renewal, in Unix seconds; renewals by result; token requests by HTTP status class,
+// the retries among them and the 429s; and build information (version, commit, credential kind, mode). No
+// secret, token or client ID. At most 4 connections are served at once, each with 10-second read and
+// write timeouts; any other path is 404, any other method 405.
+//
 // -check, for exec probes (startupProbe, livenessProbe, readinessProbe): reads BEARER_TOKEN_FILE,
-// AZURE_RESOURCE or BEARER_TOKEN_AUDIENCE, and BEARER_TOKEN_MIN_VALIDITY, and the token file, never the
-// network or a credential. It exits 0 if the file is a regular file holding one JWT whose "aud" is the
-// audience (the rule above) and whose "exp" is more than BEARER_TOKEN_MIN_VALIDITY away; otherwise it
-// prints one line saying why (missing, empty, not a JWT, wrong audience, not valid yet, expires in …)
-// and exits 3, or 1 for a configuration error. It writes no termination message.
+// AZURE_RESOURCE or BEARER_TOKEN_AUDIENCE, BEARER_TOKEN_MIN_VALIDITY, BEARER_TOKEN_FORMAT and
+// BEARER_TOKEN_RESOURCES, and each token file, never the network or a credential. It exits 0 if each
+// file is a regular file holding, in its format, one JWT whose "aud" is its audience (the rule above)
+// and whose "exp" is more than BEARER_TOKEN_MIN_VALIDITY away. It prints one line per file: until when
+// its token is valid, or why it fails (missing, empty, not a JWT, wrong audience, not valid yet,
+// expires in …), and then exits 3, or 1 for a configuration error. It writes no termination message.
 //
 // The log goes to standard output, one line per event; nothing goes to standard error. The secret and
 // the token are never logged. On failure the reason is also written to /dev/termination-log when that

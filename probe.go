@@ -27,24 +27,47 @@ type checkFailure struct{ err error }
 func (e *checkFailure) Error() string { return e.err.Error() }
 func (e *checkFailure) Unwrap() error { return e.err }
 
-// runCheck is -check: it prints one line to stdout, saying why the token file at BEARER_TOKEN_FILE
-// fails the check, or until when its token is valid. It returns nil if the file is a regular file
-// holding one JWT whose "aud" is BEARER_TOKEN_AUDIENCE (else AZURE_RESOURCE), by the rule the token
+// runCheck is -check: it prints one line to stdout for each token file (BEARER_TOKEN_FILE, then those
+// of BEARER_TOKEN_RESOURCES), saying why it fails the check, or until when its token is valid. It
+// returns nil if every file is a regular file holding, in its format, one JWT whose "aud" is its
+// audience (BEARER_TOKEN_AUDIENCE, else AZURE_RESOURCE; an entry's resource), by the rule the token
 // was checked with before it was written, and whose "exp" is more than BEARER_TOKEN_MIN_VALIDITY
 // (default 5 minutes) after now; otherwise a [checkFailure] with exit status 1 for the environment
-// and 3 for the file.
+// and 3 for a file.
 func runCheck(getenv func(string) string, stdout io.Writer, now time.Time) error {
-	msg, err := checkTokenFileAt(getenv, now)
+	files, minValidity, err := checkTargets(getenv)
 	if err != nil {
-		fmt.Fprintln(stdout, "azure-rest-api-token -check:", escapeControl(err.Error())) // the file's content may be anyone's
+		fmt.Fprintln(stdout, "azure-rest-api-token -check:", escapeControl(err.Error()))
 		return &checkFailure{err}
 	}
-	fmt.Fprintln(stdout, "azure-rest-api-token -check:", msg)
-	return nil
+	var errs []error
+	for _, f := range files {
+		msg, err := checkTokenFileAt(f, minValidity, now)
+		if err != nil {
+			fmt.Fprintln(stdout, "azure-rest-api-token -check:", escapeControl(err.Error())) // the file's content may be anyone's
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(stdout, "azure-rest-api-token -check:", msg)
+	}
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return &checkFailure{errs[0]}
+	}
+	return &checkFailure{withExit(exitCheckFailed, oneLine(errs))}
 }
 
-// checkTokenFileAt does the work of [runCheck] and returns its line on success.
-func checkTokenFileAt(getenv func(string) string, now time.Time) (string, error) {
+// checkedFile is a token file -check reads: its path, the audience its token must have, its format.
+type checkedFile struct {
+	path, audience string
+	format         tokenFormat
+}
+
+// checkTargets reads -check's environment: the token files, and BEARER_TOKEN_MIN_VALIDITY. Its error
+// names every variable that is wrong and carries exit status 1.
+func checkTargets(getenv func(string) string) ([]checkedFile, time.Duration, error) {
 	path, audience := getenv("BEARER_TOKEN_FILE"), getenv("BEARER_TOKEN_AUDIENCE")
 	if audience == "" {
 		audience = getenv("AZURE_RESOURCE")
@@ -66,10 +89,27 @@ func checkTokenFileAt(getenv func(string) string, now time.Time) (string, error)
 		}
 		minValidity = d
 	}
-	if len(errs) > 0 {
-		return "", withExit(exitConfig, oneLine(errs))
+	format, err := parseFormat(getenv("BEARER_TOKEN_FORMAT"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("BEARER_TOKEN_FORMAT: %w", err))
 	}
+	more, err := parseResources(getenv("BEARER_TOKEN_RESOURCES"), path)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, 0, withExit(exitConfig, oneLine(errs))
+	}
+	files := []checkedFile{{path, audience, format}}
+	for _, e := range more {
+		files = append(files, checkedFile{e.file, e.resource, e.format})
+	}
+	return files, minValidity, nil
+}
 
+// checkTokenFileAt does the work of [runCheck] for one file f and returns its line on success.
+func checkTokenFileAt(f checkedFile, minValidity time.Duration, now time.Time) (string, error) {
+	path, audience := f.path, f.audience
 	data, err := readCredentialFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -79,7 +119,11 @@ func checkTokenFileAt(getenv func(string) string, now time.Time) (string, error)
 	case len(data) == 0:
 		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q is empty", path))
 	}
-	c, err := parseClaims(string(data))
+	token, err := f.format.extract(string(data))
+	if err != nil {
+		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: %w", path, err))
+	}
+	c, err := parseClaims(token)
 	if err != nil {
 		return "", withExit(exitCheckFailed, fmt.Errorf("token file %q: %w", path, err))
 	}

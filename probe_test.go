@@ -112,7 +112,7 @@ func TestCheck(t *testing.T) {
 			if _, ok := errors.AsType[*checkFailure](err); err != nil && !ok {
 				t.Errorf("error %T is not a checkFailure: main would write a termination message", err)
 			}
-			allowed := []string{"BEARER_TOKEN_FILE", "AZURE_RESOURCE", "BEARER_TOKEN_AUDIENCE", "BEARER_TOKEN_MIN_VALIDITY"}
+			allowed := []string{"BEARER_TOKEN_FILE", "AZURE_RESOURCE", "BEARER_TOKEN_AUDIENCE", "BEARER_TOKEN_MIN_VALIDITY", "BEARER_TOKEN_FORMAT", "BEARER_TOKEN_RESOURCES"}
 			for _, k := range read {
 				if !slices.Contains(allowed, k) {
 					t.Errorf("-check read %s", k)

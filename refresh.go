@@ -163,19 +163,22 @@ func renewWithin(ctx context.Context, cfg config, src source, clk clock, current
 		tok, err := renew(rctx, cfg, src, clk, current)
 		done <- result{tok, err}
 	}()
+	var r result
 	select {
-	case r := <-done:
-		return r.tok, r.err
+	case r = <-done:
 	case <-ctx.Done():
 		return issued{}, context.Cause(ctx)
 	case <-rctx.Done():
+		select {
+		case r = <-done:
+		case <-time.After(stopGrace):
+			r.err = fmt.Errorf("stopped: %w; %w", context.Cause(rctx), errStuck)
+		}
 	}
-	select {
-	case r := <-done:
-		return r.tok, r.err
-	case <-time.After(stopGrace):
-		return issued{}, fmt.Errorf("stopped: %w; %w", context.Cause(rctx), errStuck)
+	if r.err != nil {
+		cfg.metrics.renewalFailed(cfg.tokenFile)
 	}
+	return r.tok, r.err
 }
 
 // renew makes one renewal attempt: one attempt of src, which reads the credential again; it checks
@@ -184,7 +187,7 @@ func renewWithin(ctx context.Context, cfg config, src source, clk clock, current
 // errors read as the one-shot's do.
 func renew(ctx context.Context, cfg config, src source, clk clock, current time.Time) (issued, error) {
 	// A client per attempt, its connection closed after: nothing stays open between renewals.
-	client := newHTTPClient()
+	client := cfg.httpClient()
 	defer client.CloseIdleConnections()
 	resp, err := src.token(ctx, client, clk.Now())
 	if err != nil {
@@ -198,9 +201,10 @@ func renew(ctx context.Context, cfg config, src source, clk clock, current time.
 	if keepCurrent(current, claims.expiry) {
 		return issued{}, fmt.Errorf("checking the access token: it expires at %s, sooner than the one in the token file (%s): not published", timestamp(claims.expiry), timestamp(current))
 	}
-	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, resp.AccessToken, true); err != nil {
+	if err := writeTokenFile(ctx, cfg.tokenFile, cfg.fileMode, cfg.format.render(resp.AccessToken, claims.expiry, cfg.resource), true); err != nil {
 		return issued{}, err
 	}
+	cfg.metrics.published(cfg.tokenFile, claims.expiry, resp.AccessToken, received, false)
 	return issued{tokenClaims: claims, received: received}, nil
 }
 

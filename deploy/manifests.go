@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,7 +35,7 @@ func Manifests(dir string) ([]string, error) {
 
 var decoder = func() runtime.Decoder {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			panic(err)
 		}
@@ -44,7 +45,8 @@ var decoder = func() runtime.Decoder {
 }()
 
 // Decode splits data, a YAML stream, into its documents and decodes each strictly into its k8s.io/api
-// type (ServiceAccount, Pod, Deployment, Job, CronJob, NetworkPolicy: the kinds the examples use). It returns the
+// type (ServiceAccount, Pod, Deployment, Job, CronJob, NetworkPolicy: the kinds the examples use), or
+// into the Prometheus Operator's (PodMonitor, PrometheusRule: its Go types, from its own module). It returns the
 // objects in order, or the first error, naming the document (1-based); an unknown or duplicate field
 // is an error.
 func Decode(data []byte) ([]runtime.Object, error) {

@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+
 	"bufio"
 	"os"
 	"path/filepath"
@@ -336,5 +338,59 @@ func TestNamespaceLabelWarning(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no namespace label command found")
+	}
+}
+
+// TestMonitoring: the PodMonitor and the PrometheusRule decode strictly into the Prometheus Operator's
+// types, the PodMonitor scrapes the port the example's sidecar names, and a misspelt field is refused.
+func TestMonitoring(t *testing.T) {
+	objs, err := DecodeFile("podmonitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, ok := objs[0].(*monitoringv1.PodMonitor)
+	if !ok || len(pm.Spec.PodMetricsEndpoints) != 1 {
+		t.Fatalf("podmonitor.yaml: %T, want one PodMonitor with one endpoint", objs[0])
+	}
+	objs, err = DecodeFile("sidecar-resources-metrics.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, spec, _ := PodTemplate(objs[0])
+	var ports []string
+	for _, c := range spec.InitContainers {
+		for _, p := range c.Ports {
+			ports = append(ports, p.Name)
+		}
+	}
+	if ep := pm.Spec.PodMetricsEndpoints[0]; ep.Port == nil || !slices.Contains(ports, *ep.Port) {
+		t.Errorf("the PodMonitor scrapes port %v, the sidecar names %v", ep.Port, ports)
+	}
+	for k, v := range pm.Spec.Selector.MatchLabels {
+		if meta.Labels[k] != v {
+			t.Errorf("the PodMonitor selects %s=%s, the pods have %v", k, v, meta.Labels)
+		}
+	}
+	objs, err = DecodeFile("prometheusrule.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule, ok := objs[0].(*monitoringv1.PrometheusRule)
+	if !ok {
+		t.Fatalf("prometheusrule.yaml: %T", objs[0])
+	}
+	var alerts []string
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+		}
+	}
+	if want := []string{"AzureTokenExpiresSoon", "AzureTokenRenewalOverdue"}; !slices.Equal(alerts, want) {
+		t.Errorf("alerts %v, want %v", alerts, want)
+	}
+	data, _ := os.ReadFile("prometheusrule.yaml")
+	_, err = Decode([]byte(strings.Replace(string(data), "          for: 5m\n", "          fore: 5m\n", 1)))
+	if err == nil || !strings.Contains(err.Error(), `unknown field "spec.groups[0].rules[1].fore"`) {
+		t.Errorf("misspelt field: %v", err)
 	}
 }

@@ -20,6 +20,8 @@
 //     and AZURE_RESOURCE);
 //   - secret volumes become hostPath volumes of directories laid out as the kubelet lays out a
 //     Secret (podman 4.3.1 crashes on secret volumes in kube play);
+//   - container ports of the token container are dropped (podman refuses port mappings with
+//     hostNetwork; the metrics port is the host's);
 //   - a native sidecar (an init container with restartPolicy Always) becomes a regular container
 //     without probes: podman 4.3 knows neither; a token container that is already a regular container
 //     (sidecar-deployment-older-clusters.yaml) loses its probes too;
@@ -177,6 +179,10 @@ func edit(spec *corev1.PodSpec, image, reader string, readerArgs []string, autho
 			note("container %q: image %s -> %s", c.Name, c.Image, image)
 			c.Image = image
 			c.ImagePullPolicy = corev1.PullIfNotPresent
+			if len(c.Ports) > 0 {
+				note("container %q: ports dropped (podman refuses port mappings with hostNetwork; the port is the host's)", c.Name)
+				c.Ports = nil
+			}
 			tokenFile, audience, tokenMounts = env(c, "BEARER_TOKEN_FILE"), env(c, "BEARER_TOKEN_AUDIENCE"), c.VolumeMounts
 			if audience == "" {
 				audience = env(c, "AZURE_RESOURCE")
