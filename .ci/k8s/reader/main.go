@@ -1,17 +1,20 @@
-// Command reader stands in for a pod's main container in .ci/podman-check: it reads the token file the
-// init container (or sidecar) wrote, as whatever user the pod runs it, and checks it the way a
-// consumer depends on it: a regular file holding one JWT whose "aud" is the resource and whose "exp"
-// is in the future. It prints one line per read, with the file's mode and owner, its user, the claims
-// that matter and a short hash to tell tokens apart (never the token), and exits 0 only if every
-// read was good.
+// Command reader stands in for a pod's main container in .ci/k8s-check: the images of the shipped
+// examples' third-party apps (densify/container-optimization-data-forwarder:4, example.com/my-app)
+// are this program, with its arguments as the image's default command, so that the manifests run
+// unchanged. It reads the token file the init container (or sidecar) wrote, as whatever user the
+// pod runs it, and checks it the way a consumer depends on it: a regular file holding one JWT whose
+// "aud" is the resource and whose "exp" is in the future. It prints one line per read, with the
+// file's mode and owner, its user, the claims that matter and a short hash to tell tokens apart
+// (never the token), and exits 0 only if every read was good.
 //
-//	reader -file PATH -audience AUD [-wait DURATION] [-for DURATION -every DURATION]
+//	reader [-file PATH] -audience AUD [-wait DURATION] [-for DURATION -every DURATION]
+//	reader -try PATH
 //
-// With -wait, it first waits up to DURATION for a valid token to appear: what a native sidecar's
-// startupProbe does for a main container in Kubernetes, and podman 4.3, which runs the sidecar as a
-// regular container beside this one, does not. With -for, it keeps reading every -every until
-// DURATION has passed (a sidecar's renewals), and reports how many reads and how many distinct tokens
-// it saw.
+// Without -file, the path is $PROMETHEUS_OAUTH_TOKEN, where the Densify forwarder finds it. With
+// -wait, it first waits up to DURATION for a valid token to appear. With -for, it keeps reading every
+// -every until DURATION has passed (a sidecar's renewals), and reports how many reads and how many
+// distinct tokens it saw. -try only says whether this process can open PATH for reading (for
+// kubectl exec: may the app read a credential?), and exits 0 if it can.
 package main
 
 import (
@@ -33,7 +36,22 @@ func main() {
 	dur := flag.Duration("for", 0, "keep reading this long")
 	every := flag.Duration("every", time.Second, "interval between reads")
 	wait := flag.Duration("wait", 0, "wait this long for the first valid token")
+	try := flag.String("try", "", "only try to open this file for reading")
 	flag.Parse()
+	if *try != "" {
+		f, err := os.Open(*try)
+		if err != nil {
+			fmt.Printf("reader: uid=%d gid=%d groups=%v cannot read %s: %v\n", os.Getuid(), os.Getgid(), groups(), *try, err)
+			os.Exit(1)
+		}
+		n, err := f.Read(make([]byte, 16))
+		f.Close()
+		fmt.Printf("reader: uid=%d gid=%d groups=%v read %d bytes of %s (err %v)\n", os.Getuid(), os.Getgid(), groups(), n, *try, err)
+		return
+	}
+	if *file == "" {
+		*file = os.Getenv("PROMETHEUS_OAUTH_TOKEN")
+	}
 	// What the container's securityContext gave this process, as the kernel sees it.
 	fmt.Printf("reader: uid=%d gid=%d %s rootfs=%s\n", os.Getuid(), os.Getgid(), status(), rootfs())
 	start := time.Now()
@@ -67,6 +85,11 @@ func main() {
 		time.Sleep(*every)
 	}
 	fmt.Printf("reader: OK: %d reads, %d distinct tokens, 0 bad\n", reads, len(seen))
+}
+
+func groups() []int {
+	g, _ := os.Getgroups()
+	return g
 }
 
 // status returns the NoNewPrivs, Seccomp (2: a filter) and CapEff lines of /proc/self/status.
