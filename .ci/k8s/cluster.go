@@ -29,6 +29,7 @@ const (
 	bridgeName   = "k8scheck0"
 	podSubnet    = "10.250.0.0/24"
 	gatewayIP    = "10.250.0.1"
+	bridgeMAC    = "02:6b:38:73:00:01" // locally administered
 	serviceRange = "10.251.0.0/24"
 	serviceIP    = "10.251.0.1"
 	apiServerURL = "https://127.0.0.1:6443"
@@ -110,9 +111,13 @@ func (c *cluster) up(ctx context.Context) error {
 		return err
 	}
 	// The bridge exists before the first pod, with its gateway address, so that the Entra stand-in
-	// can listen there from the start; the CNI bridge plugin takes it as it is.
+	// can listen there from the start; the CNI bridge plugin takes it as it is. Its MAC address is
+	// set, not left to the kernel: a bridge without one takes the lowest of its ports', which
+	// changes as pods come and go, and pods whose ARP cache holds the old one lose their first
+	// connections to the gateway (10 s dial timeouts, seen here with pods started in parallel).
 	for _, args := range [][]string{
 		{"link", "add", bridgeName, "type", "bridge"},
+		{"link", "set", bridgeName, "address", bridgeMAC},
 		{"addr", "add", gatewayIP + "/24", "dev", bridgeName},
 		{"link", "set", bridgeName, "up"},
 	} {

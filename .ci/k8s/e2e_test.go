@@ -215,7 +215,14 @@ func newEnv(t *testing.T, ns string, restricted bool, lifetime time.Duration) *e
 	if lifetime != 0 {
 		srv.TokenLifetime = lifetime
 	}
-	e := &env{t: t, ns: ns, standin: srv, dir: t.TempDir(), wi: &wiState{}}
+	// Not t.TempDir: its name, made from the test's, may hold "," or "=", which kubectl's
+	// --from-file takes apart.
+	dir, err := os.MkdirTemp("", "k8s-check-"+ns+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := &env{t: t, ns: ns, standin: srv, dir: dir, wi: &wiState{}}
 	must(t, "create", "namespace", ns)
 	t.Cleanup(func() { _, _ = kubectl("delete", "namespace", ns, "--wait=false") })
 	if restricted {
@@ -345,7 +352,7 @@ func (e *env) apply(path string, change func([]object) []string) ([]object, stri
 
 func (e *env) load(path string) []object {
 	e.t.Helper()
-	out, err := exec.Command(k.bin+"/kubectl", "--kubeconfig", k.kubeconfig(), "create", "--dry-run=client", "-o", "json", "-f", filepath.Join(repo, path)).Output()
+	out, err := exec.Command(k.bin+"/kubectl", "--kubeconfig", k.kubeconfig(), "-n", e.ns, "create", "--dry-run=client", "-o", "json", "-f", filepath.Join(repo, path)).Output()
 	if err != nil {
 		e.t.Fatalf("reading %s: %v", path, err)
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 )
@@ -23,23 +25,30 @@ const (
 )
 
 // parseObjects returns the objects of kubectl's JSON output for "create --dry-run=client -o json -f
-// FILE": one object, or a List of them.
+// FILE": a stream of objects (one per document of FILE), or Lists of them.
 func parseObjects(data []byte) ([]object, error) {
-	var o object
-	if err := json.Unmarshal(data, &o); err != nil {
-		return nil, err
-	}
-	if o["kind"] == "List" {
-		var objs []object
+	var objs []object
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var o object
+		err := dec.Decode(&o)
+		if err == io.EOF {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if o["kind"] != "List" {
+			objs = append(objs, o)
+			continue
+		}
 		items, _ := o["items"].([]any)
 		for _, it := range items {
 			if m, ok := it.(object); ok {
 				objs = append(objs, m)
 			}
 		}
-		return objs, nil
 	}
-	return []object{o}, nil
 }
 
 // field returns the map at path in o, creating the maps on the way when create is set; nil if

@@ -71,3 +71,15 @@ func TestDroppedFields(t *testing.T) {
 		t.Errorf("same object: %q", d)
 	}
 }
+
+func TestParseObjectsStream(t *testing.T) {
+	objs := mustParse(t, `{"kind":"ServiceAccount"}
+{"kind":"List","items":[{"kind":"Deployment"},{"kind":"Job"}]}`)
+	var kinds []any
+	for _, o := range objs {
+		kinds = append(kinds, o["kind"])
+	}
+	if diff := cmp.Diff([]any{"ServiceAccount", "Deployment", "Job"}, kinds); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

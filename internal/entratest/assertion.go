@@ -130,8 +130,13 @@ func checkFederatedToken(app App, parsed *jwt.JSONWebToken, now time.Time) *refu
 	if len(issuerMatch) == 0 {
 		return refuse(400, "invalid_client", 700211, "No matching federated identity record found for presented assertion issuer '%s'.", unverified.Issuer)
 	}
-	var key any = clusterKey.Public()
-	if keys := issuerMatch[0].Keys; keys != nil {
+	var key any
+	if keys := issuerMatch[0].Keys; keys == nil {
+		if clusterKey == nil {
+			return refuse(400, "invalid_client", 700027, "Client assertion failed signature validation.")
+		}
+		key = clusterKey.Public()
+	} else {
 		set, err := keys()
 		if err != nil {
 			return refuse(400, "invalid_client", 700211, "The issuer '%s' of the presented assertion could not be reached for its signing keys.", unverified.Issuer)

@@ -72,7 +72,11 @@ func main() {
 		id, err := read(*file, *audience)
 		reads++
 		if err != nil {
-			fmt.Printf("reader: uid=%d gid=%d read %d of %s: BAD: %v\n", os.Getuid(), os.Getgid(), reads, *file, err)
+			msg := fmt.Sprintf("reader: uid=%d gid=%d read %d of %s: BAD: %v", os.Getuid(), os.Getgid(), reads, *file, err)
+			fmt.Println(msg)
+			// Where Kubernetes reads the termination message (lastState.terminated.message): it
+			// outlives the container's log.
+			_ = os.WriteFile("/dev/termination-log", []byte(msg), 0o644)
 			os.Exit(1)
 		}
 		if !seen[id] || *dur == 0 {
