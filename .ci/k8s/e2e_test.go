@@ -98,10 +98,29 @@ func testMain(m *testing.M) int {
 	rss, pss, n := k.memory()
 	fmt.Printf("cluster memory, idle: RSS %d MiB, PSS %d MiB (%d processes)\n", rss, pss, n)
 
+	// The cluster's memory while the cases run, sampled every 5 s: its peak.
+	stop := make(chan struct{})
+	peak := make(chan [3]int)
+	go func() {
+		var max [3]int
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				peak <- max
+				return
+			case <-tick.C:
+				if rss, pss, n := k.memory(); pss > max[1] {
+					max = [3]int{rss, pss, n}
+				}
+			}
+		}
+	}()
 	code := m.Run()
-
-	rss, pss, n = k.memory()
-	fmt.Printf("cluster memory, after the cases: RSS %d MiB, PSS %d MiB (%d processes)\n", rss, pss, n)
+	close(stop)
+	p := <-peak
+	fmt.Printf("cluster memory, peak while the cases ran (PSS, sampled every 5 s): RSS %d MiB, PSS %d MiB (%d processes)\n", p[0], p[1], p[2])
 	if down() != 0 {
 		code = 1
 		results = append(results, "FAIL  teardown")
