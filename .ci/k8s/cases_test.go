@@ -873,3 +873,27 @@ func TestDroppedFieldIsCaught(t *testing.T) {
 		t.Errorf("want restartPolicy of the regular container azure-token reported as dropped")
 	}
 }
+
+// Nothing is pulled from outside: containerd's only source for docker.io is the registry on this
+// machine (hosts.toml's server), so an image that the mirror lacks fails to pull as NotFound: a
+// registry answered, and the mirror is the only one containerd can reach (its proxy is a closed
+// port). Pulling from Docker Hub would have failed to connect instead.
+func TestMirrorIsTheOnlySource(t *testing.T) {
+	t.Parallel()
+	track(t)
+	e := newEnv(t, "mirror-only", false, 0)
+	pod := object{"apiVersion": "v1", "kind": "Pod", "metadata": object{"name": "not-mirrored"},
+		"spec": object{"containers": []any{object{"name": "c", "image": "docker.io/library/busybox:1.36"}}}}
+	if _, err := e.applyObjects([]object{pod}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(90*time.Second, "a pull failure naming the mirror", func() error {
+		ev := e.events()
+		if !strings.Contains(ev, `Failed: Failed to pull image "docker.io/library/busybox:1.36": rpc error: code = NotFound`) ||
+			!strings.Contains(ev, `docker.io/library/busybox:1.36: not found`) {
+			return fmt.Errorf("events:\n%s", ev)
+		}
+		t.Logf("events:\n%s", ev)
+		return nil
+	})
+}
