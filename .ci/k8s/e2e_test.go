@@ -131,9 +131,10 @@ func testMain(m *testing.M) int {
 	fmt.Println("\nsummary:")
 	for _, r := range results {
 		fmt.Println(r)
-		if strings.HasPrefix(r, "PASS") {
+		switch {
+		case strings.HasPrefix(r, "PASS"):
 			passed++
-		} else {
+		case strings.HasPrefix(r, "FAIL"):
 			failed++
 		}
 	}
@@ -176,9 +177,7 @@ func track(t *testing.T) {
 		} else if t.Skipped() {
 			verdict = "SKIP"
 		}
-		if verdict != "SKIP" {
-			results = append(results, fmt.Sprintf("%s  %s", verdict, t.Name()))
-		}
+		results = append(results, fmt.Sprintf("%s  %s", verdict, t.Name()))
 	})
 }
 

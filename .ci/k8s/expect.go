@@ -31,6 +31,9 @@ type expectation struct {
 	hardened bool
 	// sidecar names the native sidecar, if the token container is one.
 	sidecar string
+	// notRun, when set, says why the file is not run on the cluster yet: the run reports SKIP with
+	// this reason, in the summary, rather than failing for want of an expectation.
+	notRun string
 }
 
 // expectations, by path from the repository's root. A file listed here but absent from the tree
@@ -62,6 +65,14 @@ var expectations = map[string]expectation{
 	"deploy/sidecar-deployment-older-clusters.yaml": {
 		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
 		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 65532, hardened: true,
+	},
+	// From issues 14 and 15, on main after this check was written: listed so that the run says
+	// plainly what it does not prove yet.
+	"deploy/workload-identity-sidecar.yaml": {
+		notRun: "its namespace, monitoring, is workload-identity.yaml's too: the runner must run the files of one namespace one after the other, with pods selected by the Deployment's labels",
+	},
+	"deploy/managed-identity.yaml": {
+		notRun: "needs entratest's IMDS stand-in listening on the pod bridge's gateway (AZURE_POD_IDENTITY_AUTHORITY_HOST in the test copy), and shares the namespace monitoring",
 	},
 	"deploy/workload-identity.yaml": {
 		workloadIdentity: true, namespace: "monitoring", restricted: true,
