@@ -61,10 +61,11 @@ var expectations = map[string]expectation{
 		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
 		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 65532, hardened: true, sidecar: "azure-token",
 	},
-	// From issue 14: the sidecar as a regular container, for clusters without native sidecars.
+	// From issue 14 (on main; run here from main's copy): an init container for the first token and
+	// the sidecar as a regular container, for clusters without native sidecars.
 	"deploy/sidecar-deployment-older-clusters.yaml": {
 		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
-		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 65532, hardened: true,
+		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true,
 	},
 	// From issues 14 and 15, on main after this check was written: listed so that the run says
 	// plainly what it does not prove yet.
