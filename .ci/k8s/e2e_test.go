@@ -225,6 +225,26 @@ type env struct {
 // bridge's gateway, issuing tokens valid for lifetime (0: the stand-in's default, about an hour).
 func newEnv(t *testing.T, ns string, restricted bool, lifetime time.Duration) *env {
 	t.Helper()
+	return newEnvIn(t, ns, false, restricted, lifetime)
+}
+
+var (
+	namespaceLocksMu sync.Mutex
+	namespaceLocks   = map[string]*sync.Mutex{}
+)
+
+func namespaceLock(ns string) *sync.Mutex {
+	namespaceLocksMu.Lock()
+	defer namespaceLocksMu.Unlock()
+	if namespaceLocks[ns] == nil {
+		namespaceLocks[ns] = &sync.Mutex{}
+	}
+	return namespaceLocks[ns]
+}
+
+// newEnvIn is newEnv for a namespace that is fixed (a manifest names it) or not.
+func newEnvIn(t *testing.T, ns string, fixed, restricted bool, lifetime time.Duration) *env {
+	t.Helper()
 	srv, err := entratest.NewServerAt(gatewayIP + ":0")
 	if err != nil {
 		t.Fatal(err)
@@ -241,8 +261,21 @@ func newEnv(t *testing.T, ns string, restricted bool, lifetime time.Duration) *e
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &env{t: t, ns: ns, standin: srv, dir: dir, wi: &wiState{}}
+	if fixed {
+		// Files that name their namespace (monitoring) take turns in it: each waits for the one
+		// before to be deleted.
+		mu := namespaceLock(ns)
+		mu.Lock()
+		t.Cleanup(mu.Unlock)
+	}
 	must(t, "create", "namespace", ns)
-	t.Cleanup(func() { _, _ = kubectl("delete", "namespace", ns, "--wait=false") })
+	t.Cleanup(func() {
+		if fixed {
+			_, _ = kubectl("delete", "namespace", ns, "--wait=true", "--timeout=180s")
+		} else {
+			_, _ = kubectl("delete", "namespace", ns, "--wait=false")
+		}
+	})
 	if restricted {
 		must(t, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest")
 	}

@@ -67,13 +67,14 @@ var expectations = map[string]expectation{
 		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
 		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true,
 	},
-	// From issues 14 and 15, on main after this check was written: listed so that the run says
-	// plainly what it does not prove yet.
+	// From issues 14 and 15, on main after this check was written (workload-identity-sidecar.yaml
+	// proven here against main's copy).
 	"deploy/workload-identity-sidecar.yaml": {
-		notRun: "its namespace, monitoring, is workload-identity.yaml's too: the runner must run the files of one namespace one after the other, with pods selected by the Deployment's labels",
+		workloadIdentity: true, namespace: "monitoring", restricted: true,
+		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
 	},
 	"deploy/managed-identity.yaml": {
-		notRun: "needs entratest's IMDS stand-in listening on the pod bridge's gateway (AZURE_POD_IDENTITY_AUTHORITY_HOST in the test copy), and shares the namespace monitoring",
+		notRun: "needs entratest's IMDS stand-in listening on the pod bridge's gateway (AZURE_POD_IDENTITY_AUTHORITY_HOST in the test copy)",
 	},
 	"deploy/workload-identity.yaml": {
 		workloadIdentity: true, namespace: "monitoring", restricted: true,
