@@ -73,6 +73,20 @@ var expectations = map[string]expectation{
 		workloadIdentity: true, namespace: "monitoring", restricted: true,
 		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
 	},
+	// From issue 18, on main after this check was written. The Prometheus Operator's resources hold
+	// no pod; the multi-resource sidecar needs BEARER_TOKEN_RESOURCES, which this branch's image
+	// lacks: at the merge, replace notRun with its expectation (Deployment azure-reader, Secret
+	// prometheus-reader-sp, reader app as 10001, native sidecar azure-token) and register every
+	// resource it asks for in the stand-in's Audiences.
+	"deploy/podmonitor.yaml": {
+		notRun: "a Prometheus Operator PodMonitor: no pod to run, and this cluster has no operator CRDs",
+	},
+	"deploy/prometheusrule.yaml": {
+		notRun: "a Prometheus Operator PrometheusRule: no pod to run, and this cluster has no operator CRDs",
+	},
+	"deploy/sidecar-resources-metrics.yaml": {
+		notRun: "written before BEARER_TOKEN_RESOURCES reached this branch: its expectation is to be filled in at the merge (see expect.go)",
+	},
 	"deploy/managed-identity.yaml": {
 		notRun: "needs entratest's IMDS stand-in listening on the pod bridge's gateway (AZURE_POD_IDENTITY_AUTHORITY_HOST in the test copy)",
 	},
