@@ -406,6 +406,14 @@ func TestWorkloadIdentity(t *testing.T) {
 			wantOut: []string{"AADSTS700212", `aud [\"api://other\"]`}},
 		{name: "subject not federated", wantExit: 10, wantRequests: 1, setup: wi(map[string]any{"sub": "system:serviceaccount:default:default"}),
 			wantOut: []string{"AADSTS700213", `sub \"system:serviceaccount:default:default\"`}},
+		{name: "signing key not among the issuer's keys", wantExit: 10, wantRequests: 1,
+			setup: func(f *fixture) {
+				f.useWorkloadIdentity(nil)
+				app := f.srv.Apps[entratest.DefaultClientID]
+				app.Federated[0].Keys = func() (jose.JSONWebKeySet, error) { return jose.JSONWebKeySet{}, nil }
+			},
+			wantOut: []string{"AADSTS7000272", "a key its issuer does not publish",
+				`iss \"` + entratest.ServiceAccountIssuer + `\"`, `sub \"system:serviceaccount:monitoring:prometheus-reader\"`, `aud [\"api://AzureADTokenExchange\"]`}},
 		{name: "Entra finds the federated token out of its time range", wantExit: 10, wantRequests: 1,
 			setup: func(f *fixture) {
 				f.useWorkloadIdentity(nil)

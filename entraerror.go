@@ -45,6 +45,7 @@ var aadstsHints = map[int]string{
 	700211:  "the federated token's issuer matches no federated credential of the app",
 	700212:  "the federated token's audience matches no federated credential of the app (want api://AzureADTokenExchange)",
 	700213:  "the federated token's subject matches no federated credential of the app",
+	7000272: "the federated token is signed by a key its issuer does not publish (jwks_uri): the cluster's service account signing key changed, or the issuer URL names another cluster",
 }
 
 // Bounds on what the message quotes from an error response, whatever its size (up to maxResponseSize):

@@ -129,8 +129,9 @@ func (c *federatedToken) logAttrs() []any {
 }
 
 // federationCodes are the AADSTS codes of an assertion that matches no federated credential of the
-// app, or has expired (https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes).
-var federationCodes = []int{70021, 700211, 700212, 700213, 700024}
+// app, is signed by a key its issuer does not publish, or has expired
+// (https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes).
+var federationCodes = []int{70021, 700211, 700212, 700213, 7000272, 700024}
 
 // explainRefusal adds to err, when Entra refused the federated token with one of federationCodes, the
 // token's iss, sub, aud and exp (not the token): they must match the app's federated credential.

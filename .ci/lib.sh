@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034,SC2154 # globals set here for, or by, the scripts that source this file
 # lib.sh: what the offline checks under .ci/ share, so that each check script
-# (release-check, podman-check, admission-check) says only what it proves.
+# (release-check, k8s-check, admission-check) says only what it proves.
 # Source it from a check script, then call lib_start:
 #
 #   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -130,7 +130,7 @@ func hardened(y string) error {
 }
 
 // TestUpstreamDensifyCronJob: the original CronJob that existing clusters run decodes strictly (it is
-// what .ci/podman-check runs), and is refused by "restricted", which is why the shipped one is hardened.
+// what .ci/k8s-check runs unchanged), and is refused by "restricted", which is why the shipped one is hardened.
 func TestUpstreamDensifyCronJob(t *testing.T) {
 	objs, err := DecodeFile("testdata/densify-upstream-cronjob.yaml")
 	if err != nil {

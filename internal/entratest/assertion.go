@@ -130,8 +130,26 @@ func checkFederatedToken(app App, parsed *jwt.JSONWebToken, now time.Time) *refu
 	if len(issuerMatch) == 0 {
 		return refuse(400, "invalid_client", 700211, "No matching federated identity record found for presented assertion issuer '%s'.", unverified.Issuer)
 	}
+	var key any
+	if keys := issuerMatch[0].Keys; keys == nil {
+		if clusterKey == nil {
+			return refuse(400, "invalid_client", 700027, "Client assertion failed signature validation.")
+		}
+		key = clusterKey.Public()
+	} else {
+		set, err := keys()
+		if err != nil {
+			return refuse(400, "invalid_client", 700211, "The issuer '%s' of the presented assertion could not be reached for its signing keys.", unverified.Issuer)
+		}
+		kid := parsed.Headers[0].KeyID
+		found := set.Key(kid)
+		if len(found) == 0 {
+			return refuse(400, "invalid_client", 7000272, "The key '%s' used to sign the presented assertion was not found in the keys of the issuer '%s'.", kid, unverified.Issuer)
+		}
+		key = found[0].Public().Key
+	}
 	var c assertionClaims
-	if err := parsed.Claims(clusterKey.Public(), &c); err != nil {
+	if err := parsed.Claims(key, &c); err != nil {
 		return refuse(400, "invalid_client", 700027, "Client assertion failed signature validation.")
 	}
 	// One record must match issuer, subject and audience together; the others only say which claim

@@ -60,9 +60,9 @@ func makeCA() {
 // requests for a loopback address or localhost through a proxy.
 const ProxiedHost = "login.entratest.invalid"
 
-// serverCertificate returns a new certificate for 127.0.0.1, ::1, localhost and [ProxiedHost] signed by
-// the test CA.
-func serverCertificate() (tls.Certificate, error) {
+// serverCertificate returns a new certificate for 127.0.0.1, ::1, localhost, [ProxiedHost] and the
+// addresses in extra, signed by the test CA.
+func serverCertificate(extra ...net.IP) (tls.Certificate, error) {
 	if _, err := CAPEM(); err != nil {
 		return tls.Certificate{}, err
 	}
@@ -81,7 +81,7 @@ func serverCertificate() (tls.Certificate, error) {
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:  append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extra...),
 		DNSNames:     []string{"localhost", ProxiedHost},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)

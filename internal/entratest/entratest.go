@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -55,6 +56,11 @@ type FederatedCredential struct {
 	Issuer   string
 	Subject  string // e.g. system:serviceaccount:NAMESPACE:NAME
 	Audience string // api://AzureADTokenExchange
+	// Keys returns the issuer's signing keys, as Entra fetches them at each exchange from the
+	// issuer's OpenID discovery document (jwks_uri), such as a real cluster's /openid/v1/jwks;
+	// nil: the stand-in cluster's key of [ServiceAccountToken]. An assertion whose key ID is not in
+	// the set is refused with AADSTS7000272.
+	Keys func() (jose.JSONWebKeySet, error)
 }
 
 // Request is one request the server received.
@@ -140,8 +146,28 @@ const (
 // NewServer starts a stand-in on 127.0.0.1 with one tenant, [DefaultClientID]'s app, and the resources
 // [PrometheusResource] and [ManagementResource]. Close it when done.
 func NewServer() (*Server, error) {
-	leaf, err := serverCertificate()
+	return NewServerAt("127.0.0.1:0")
+}
+
+// NewServerAt is [NewServer] listening on addr, "IP:port" (port 0: any free one), whose certificate
+// also names that IP: for clients elsewhere than on the loopback interface, such as pods that reach
+// their node at their bridge's gateway address.
+func NewServerAt(addr string) (*Server, error) {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
+		return nil, err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("listen address %q: not an IP address", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := serverCertificate(ip)
+	if err != nil {
+		ln.Close()
 		return nil, err
 	}
 	s := &Server{
@@ -157,6 +183,8 @@ func NewServer() (*Server, error) {
 		TokenLifetime: 3599 * time.Second,
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
 	s.srv.TLS = newServerTLSConfig(leaf)
 	s.srv.StartTLS()
 	s.URL = s.srv.URL + "/"
