@@ -499,7 +499,9 @@ func TestRefreshExpires(t *testing.T) {
 				t.Errorf("a request at %v, after expiry at %v", last, exp)
 			}
 			_, failed := l.log.counts()
-			if tc.refuse && (failed < 5 || len(reqs) != failed+1) {
+			// A first renewal drawn as late as 75% of the hour leaves 15 minutes, in which a refused
+			// renewal yields a quarter to a half of what is left: 4 attempts at the fewest.
+			if tc.refuse && (failed < 4 || len(reqs) != failed+1) {
 				t.Errorf("%d requests and %d failure lines, want a first token and several retries, each logged", len(reqs), failed)
 			}
 			t.Logf("%d renewal attempts before expiry", len(reqs)-1)
