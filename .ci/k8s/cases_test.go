@@ -909,17 +909,34 @@ func TestPodSecurityRefusesWithoutSeccomp(t *testing.T) {
 	}
 }
 
+// The examples' placeholder client ID, and the app registration's client ID the test copies use
+// in its place.
+const (
+	placeholderGUID = "00000000-0000-0000-0000-000000000000"
+	wiTestClientID  = "5e1f9a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b"
+)
+
 // workloadIdentity returns the change that plays the azure-workload-identity webhook for the
 // ServiceAccount sa (see mutateLikeWebhook), and registers at the stand-in the app the
 // ServiceAccount's annotation names, with a federated credential for
 // system:serviceaccount:NAMESPACE:prometheus-reader whose keys are the cluster's own, fetched as
-// Entra fetches them.
+// Entra fetches them. A placeholder client ID (the all-zero GUID) becomes wiTestClientID.
 func (e *env) workloadIdentity(sa string) func([]object) []string {
 	return func(objs []object) []string {
 		var clientID string
+		var changes []string
 		for _, o := range objs {
 			if o["kind"] == "ServiceAccount" {
-				clientID, _ = field(o, false, "metadata", "annotations")[wiClientIDAnno].(string)
+				annotations := field(o, false, "metadata", "annotations")
+				clientID, _ = annotations[wiClientIDAnno].(string)
+				// The shipped files annotate the all-zero GUID, a placeholder the program refuses
+				// (as it should): the test copy gets an app's client ID in its place, as a user
+				// fills in theirs.
+				if clientID == placeholderGUID {
+					clientID = wiTestClientID
+					annotations[wiClientIDAnno] = clientID
+					changes = append(changes, fmt.Sprintf("ServiceAccount %s: annotation %s %s (the file's placeholder) -> %s", name(o), wiClientIDAnno, placeholderGUID, clientID))
+				}
 			}
 		}
 		if clientID == "" {
@@ -931,7 +948,7 @@ func (e *env) workloadIdentity(sa string) func([]object) []string {
 					Audience: wiAudience, Keys: clusterKeys(&e.wi.keyFetches, &e.wi.mu)}}}
 		})
 		e.wi.clientID = clientID
-		changes := mutateLikeWebhook(objs, clientID, entratest.DefaultTenantID, e.standin.URL)
+		changes = append(changes, mutateLikeWebhook(objs, clientID, entratest.DefaultTenantID, e.standin.URL)...)
 		for _, o := range objs {
 			if o["kind"] == "Deployment" && sa != "prometheus-reader" {
 				field(o, false, "spec", "template", "spec")["serviceAccountName"] = sa

@@ -69,7 +69,7 @@ var expectations = map[string]expectation{
 	},
 	"deploy/sidecar-deployment.yaml": {
 		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
-		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 65532, hardened: true, sidecar: "azure-token",
+		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
 	},
 	// From issue 14 (on main; run here from main's copy): an init container for the first token and
 	// the sidecar as a regular container, for clusters without native sidecars.
