@@ -63,7 +63,7 @@ func serveManagedIdentity(dir string) (*entratest.MIServer, error) {
 		return nil, err
 	}
 	// The user-assigned identity deploy/managed-identity.yaml selects, by its placeholder client ID,
-	// for .ci/podman-check, which runs that manifest against this stand-in.
+	// so that the manifest as shipped can be run against this stand-in.
 	imds.Users = append(imds.Users, entratest.ManagedIdentity{ClientID: "00000000-0000-0000-0000-000000000000",
 		ObjectID: "00000000-0000-0000-0000-00000000000b", ResourceID: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/prometheus-reader"})
 	var b []byte

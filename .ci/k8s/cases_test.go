@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +96,19 @@ func runManifest(t *testing.T, e *env, file string, exp expectation) pod {
 	if exp.workloadIdentity {
 		change = e.workloadIdentity("prometheus-reader")
 	}
+	var imds *entratest.MIServer
+	if exp.managedIdentity != "" {
+		imds = e.imds(exp.managedIdentity)
+		change = withIMDS(imds.URL)
+	}
+	if len(exp.otherTokens) > 0 {
+		// Every resource the manifest asks for is one the stand-in knows.
+		e.standin.Change(func() {
+			for _, resource := range exp.otherTokens {
+				e.standin.Audiences[resource] = resource
+			}
+		})
+	}
 	objs, out := e.apply(file, change)
 	if strings.Contains(out, "Warning:") {
 		t.Errorf("kubectl apply warned: %s", out)
@@ -161,7 +175,211 @@ func runManifest(t *testing.T, e *env, file string, exp expectation) pod {
 	if exp.workloadIdentity {
 		e.checkWorkloadIdentity(p, file == "deploy/workload-identity.yaml")
 	}
+	if imds != nil {
+		e.checkManagedIdentity(p, exp, imds)
+	}
+	for path, resource := range exp.otherTokens {
+		// The reader binary of the reader's image, run in its container (as its user), on the file.
+		out, err := kubectl("-n", e.ns, "exec", p.Metadata.Name, "-c", exp.reader, "--", "/reader", "-file", path, "-audience", resource)
+		t.Logf("%s: %s", path, out)
+		want := regexp.MustCompile(fmt.Sprintf(`(?m)^reader: uid=%d gid=\d+ read 1: mode -rw-r--r-- owner 65532:65532, \d+ bytes, aud=%s, exp=.*, format json expires_on=\d+$`,
+			exp.readerUID, regexp.QuoteMeta(resource)))
+		if err != nil || !want.MatchString(out) {
+			t.Errorf("%s: not a valid token for %q as uid %d: %v", path, resource, exp.readerUID, err)
+		}
+	}
+	if exp.metricsPort != 0 {
+		e.checkMetrics(p, exp)
+	}
 	return p
+}
+
+// imds starts an IMDS stand-in for e on the bridge's gateway, where a pod reaches it as a node's
+// pods reach 169.254.169.254, holding a user-assigned identity of clientID ("" for none: only the
+// default ones).
+func (e *env) imds(clientID string) *entratest.MIServer {
+	e.t.Helper()
+	mi, err := entratest.NewMIServerAt(entratest.IMDS, "", gatewayIP+":0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(mi.Close)
+	if clientID != "" {
+		mi.Users = append(mi.Users, entratest.ManagedIdentity{ClientID: clientID, ObjectID: "7d1c2b3a-aaaa-4bbb-8ccc-000000000010",
+			ResourceID: "/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg-test/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-k8s-check"})
+	}
+	return mi
+}
+
+// withIMDS points every container of the product's image at the IMDS stand-in:
+// AZURE_POD_IDENTITY_AUTHORITY_HOST, managed identity's counterpart of AZURE_AUTHORITY_HOST.
+func withIMDS(url string) func([]object) []string {
+	return func(objs []object) []string {
+		var changes []string
+		for _, o := range objs {
+			tmpl := podTemplate(o)
+			if tmpl == nil {
+				continue
+			}
+			for _, c := range containers(field(tmpl, false, "spec")) {
+				if isProduct(c) {
+					setEnv(c, "AZURE_POD_IDENTITY_AUTHORITY_HOST", url)
+					changes = append(changes, fmt.Sprintf("%s %s: container %s: + env AZURE_POD_IDENTITY_AUTHORITY_HOST=%s", o["kind"], name(o), c["name"], url))
+				}
+			}
+		}
+		return changes
+	}
+}
+
+// checkManagedIdentity: the token came from the IMDS stand-in, for the manifest's user-assigned
+// identity, asked for from the pod's address; the Entra stand-in saw nothing (no secret anywhere).
+// The manifest's NetworkPolicies are created, but this cluster has no network policy engine: they
+// are not enforced here, and nothing is claimed about them.
+func (e *env) checkManagedIdentity(p pod, exp expectation, mi *entratest.MIServer) {
+	e.t.Helper()
+	rs := mi.Requests()
+	if len(rs) == 0 {
+		e.t.Fatal("the IMDS stand-in got no request")
+	}
+	for _, r := range rs {
+		if !strings.Contains(r.Query, "client_id="+exp.managedIdentity) || !strings.HasPrefix(r.RemoteAddr, p.Status.PodIP+":") {
+			e.t.Errorf("IMDS request %s?%s from %s: want client_id=%s from the pod's %s", r.Path, r.Query, r.RemoteAddr, exp.managedIdentity, p.Status.PodIP)
+		}
+	}
+	if n := len(e.standin.Requests()); n != 0 {
+		e.t.Errorf("the Entra stand-in got %d requests: want none, managed identity needs no Entra exchange", n)
+	}
+	log := e.logs(p.Metadata.Name, exp.sidecar, false)
+	if !strings.Contains(log, "source=IMDS") || !strings.Contains(log, exp.managedIdentity) {
+		e.t.Errorf("the sidecar's log does not name IMDS and the identity %s:\n%s", exp.managedIdentity, log)
+	}
+	out := must(e.t, "-n", e.ns, "get", "networkpolicy", "-o", "name")
+	e.t.Logf("network policies created (accepted by the API server, NOT enforced: this cluster has no network policy engine):\n%s", out)
+}
+
+// checkMetrics scrapes the token container's /metrics on the pod's IP from the host: a series for
+// every token file, no failed renewal, the credential named.
+func (e *env) checkMetrics(p pod, exp expectation) {
+	e.t.Helper()
+	url := fmt.Sprintf("http://%s:%d/metrics", p.Status.PodIP, exp.metricsPort)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Get(url)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	metrics := string(b)
+	files := map[string]string{"/var/run/azure-token/token": entratest.PrometheusResource}
+	for path, resource := range exp.otherTokens {
+		files[path] = resource
+	}
+	for path, resource := range files {
+		want := fmt.Sprintf(`azure_rest_api_token_token_expiry_timestamp_seconds{resource="%s",file="%s"} `, resource, path)
+		if !strings.Contains(metrics, want) {
+			e.t.Errorf("GET %s: no %s", url, want)
+		}
+	}
+	if regexp.MustCompile(`(?m)result="failure"\} [1-9]`).MatchString(metrics) {
+		e.t.Errorf("GET %s: a failed renewal", url)
+	}
+	if !regexp.MustCompile(`(?m)^azure_rest_api_token_build_info\{.*credential="client secret",mode="refresh"\} 1$`).MatchString(metrics) {
+		e.t.Errorf("GET %s: no build_info naming the client secret and refresh mode", url)
+	}
+	var samples []string
+	for _, l := range strings.Split(metrics, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			samples = append(samples, l)
+		}
+	}
+	e.t.Logf("GET %s from the host:\n  %s", url, strings.Join(samples, "\n  "))
+}
+
+// managed-identity.yaml's negative twin: an IMDS stand-in that does not hold the manifest's
+// user-assigned identity (IMDS answers 400 "Identity not found"). The sidecar's log names the
+// identity asked for, its startupProbe never passes, and the app never starts.
+func TestManagedIdentityUnknown(t *testing.T) {
+	t.Parallel()
+	track(t)
+	file := "deploy/managed-identity.yaml"
+	exp := expectations[file]
+	e := newEnvIn(t, exp.namespace, true, true, 0)
+	mi := e.imds("")
+	e.apply(file, withIMDS(mi.URL))
+	e.appNeverStarts(exp, "app.kubernetes.io/name=prometheus-reader-mi", "Identity not found", exp.managedIdentity)
+	if n := len(mi.Requests()); n == 0 {
+		t.Error("the IMDS stand-in got no request")
+	}
+}
+
+// sidecar-resources-metrics.yaml's negative twin: the Entra stand-in does not know the second
+// resource (Azure Resource Manager). The sidecar's log names it with AADSTS500011, its
+// startupProbe (-check, every token file) never passes, and the app never starts, although the
+// first token was issued.
+func TestResourcesUnknownResource(t *testing.T) {
+	t.Parallel()
+	track(t)
+	file := "deploy/sidecar-resources-metrics.yaml"
+	exp := expectations[file]
+	e := newEnv(t, "resources-unknown", true, 0)
+	e.standin.Change(func() { delete(e.standin.Audiences, entratest.ManagementResource) })
+	e.secret(exp, "")
+	e.apply(file, nil)
+	e.appNeverStarts(exp, "app.kubernetes.io/name=azure-reader", "AADSTS500011", entratest.ManagementResource)
+}
+
+// appNeverStarts waits for the one pod with selector whose sidecar's log holds every one of want,
+// then checks that its reader container never started.
+func (e *env) appNeverStarts(exp expectation, selector string, want ...string) {
+	e.t.Helper()
+	var log, podName string
+	has := func(log string) bool {
+		for _, w := range want {
+			if !strings.Contains(log, w) {
+				return false
+			}
+		}
+		return true
+	}
+	e.eventually(90*time.Second, fmt.Sprintf("the sidecar's log naming %q", want), func() error {
+		ps := e.pods(selector)
+		if len(ps) != 1 {
+			return fmt.Errorf("%d pods", len(ps))
+		}
+		podName = ps[0].Metadata.Name
+		// The current run's log, or the last one's while the kubelet backs off a restart.
+		log, _ = kubectl("-n", e.ns, "logs", podName, "-c", exp.sidecar)
+		if !has(log) {
+			log, _ = kubectl("-n", e.ns, "logs", podName, "-c", exp.sidecar, "--previous")
+		}
+		if !has(log) {
+			return fmt.Errorf("sidecar log:\n%s", log)
+		}
+		return nil
+	})
+	e.t.Logf("sidecar log:\n%s", log)
+	// Give the app the time it would have needed (in a good run it starts within seconds), then
+	// check that it never started.
+	time.Sleep(15 * time.Second)
+	ps := e.pods(selector)
+	if len(ps) != 1 || ps[0].Metadata.Name != podName {
+		e.t.Fatalf("%d pods, want the one pod %s", len(ps), podName)
+	}
+	app, _ := ps[0].container(exp.reader)
+	if app.State.Running != nil || app.State.Terminated != nil || app.LastState.Terminated != nil {
+		e.dump()
+		e.t.Errorf("the app started without a valid token: %+v", app.State)
+	}
+	side, _ := ps[0].container(exp.sidecar)
+	waiting := ""
+	if app.State.Waiting != nil {
+		waiting = app.State.Waiting.Reason
+	}
+	e.t.Logf("pod %s: sidecar started=%v restarts=%d; app never started (waiting: %s)", podName, side.Started != nil && *side.Started, side.RestartCount, waiting)
 }
 
 // Case 1's negative twin: the upstream CronJob, unchanged, in a namespace that enforces
@@ -691,17 +909,34 @@ func TestPodSecurityRefusesWithoutSeccomp(t *testing.T) {
 	}
 }
 
+// The examples' placeholder client ID, and the app registration's client ID the test copies use
+// in its place.
+const (
+	placeholderGUID = "00000000-0000-0000-0000-000000000000"
+	wiTestClientID  = "5e1f9a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b"
+)
+
 // workloadIdentity returns the change that plays the azure-workload-identity webhook for the
 // ServiceAccount sa (see mutateLikeWebhook), and registers at the stand-in the app the
 // ServiceAccount's annotation names, with a federated credential for
 // system:serviceaccount:NAMESPACE:prometheus-reader whose keys are the cluster's own, fetched as
-// Entra fetches them.
+// Entra fetches them. A placeholder client ID (the all-zero GUID) becomes wiTestClientID.
 func (e *env) workloadIdentity(sa string) func([]object) []string {
 	return func(objs []object) []string {
 		var clientID string
+		var changes []string
 		for _, o := range objs {
 			if o["kind"] == "ServiceAccount" {
-				clientID, _ = field(o, false, "metadata", "annotations")[wiClientIDAnno].(string)
+				annotations := field(o, false, "metadata", "annotations")
+				clientID, _ = annotations[wiClientIDAnno].(string)
+				// The shipped files annotate the all-zero GUID, a placeholder the program refuses
+				// (as it should): the test copy gets an app's client ID in its place, as a user
+				// fills in theirs.
+				if clientID == placeholderGUID {
+					clientID = wiTestClientID
+					annotations[wiClientIDAnno] = clientID
+					changes = append(changes, fmt.Sprintf("ServiceAccount %s: annotation %s %s (the file's placeholder) -> %s", name(o), wiClientIDAnno, placeholderGUID, clientID))
+				}
 			}
 		}
 		if clientID == "" {
@@ -713,7 +948,7 @@ func (e *env) workloadIdentity(sa string) func([]object) []string {
 					Audience: wiAudience, Keys: clusterKeys(&e.wi.keyFetches, &e.wi.mu)}}}
 		})
 		e.wi.clientID = clientID
-		changes := mutateLikeWebhook(objs, clientID, entratest.DefaultTenantID, e.standin.URL)
+		changes = append(changes, mutateLikeWebhook(objs, clientID, entratest.DefaultTenantID, e.standin.URL)...)
 		for _, o := range objs {
 			if o["kind"] == "Deployment" && sa != "prometheus-reader" {
 				field(o, false, "spec", "template", "spec")["serviceAccountName"] = sa

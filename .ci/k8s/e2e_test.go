@@ -436,6 +436,7 @@ type pod struct {
 	} `json:"metadata"`
 	Status struct {
 		Phase                 string            `json:"phase"`
+		PodIP                 string            `json:"podIP"`
 		Conditions            []condition       `json:"conditions"`
 		InitContainerStatuses []containerStatus `json:"initContainerStatuses"`
 		ContainerStatuses     []containerStatus `json:"containerStatuses"`

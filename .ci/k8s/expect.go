@@ -31,6 +31,16 @@ type expectation struct {
 	hardened bool
 	// sidecar names the native sidecar, if the token container is one.
 	sidecar string
+	// managedIdentity: no Secret; the token container gets its token from the IMDS stand-in
+	// (entratest.MIServer on the bridge's gateway, AZURE_POD_IDENTITY_AUTHORITY_HOST in the test
+	// copy), which holds the user-assigned identity of this client ID.
+	managedIdentity string
+	// otherTokens are further token files the reader must find valid, path to resource
+	// (BEARER_TOKEN_RESOURCES), read by the reader binary run in the reader's container.
+	otherTokens map[string]string
+	// metricsPort, if not 0, is the token container's BEARER_TOKEN_METRICS_ADDR port: /metrics must
+	// answer on the pod's IP from the host, with a sample for each token file.
+	metricsPort int
 	// notRun, when set, says why the file is not run on the cluster yet: the run reports SKIP with
 	// this reason, in the summary, rather than failing for want of an expectation.
 	notRun string
@@ -59,7 +69,7 @@ var expectations = map[string]expectation{
 	},
 	"deploy/sidecar-deployment.yaml": {
 		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
-		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 65532, hardened: true, sidecar: "azure-token",
+		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
 	},
 	// From issue 14 (on main; run here from main's copy): an init container for the first token and
 	// the sidecar as a regular container, for clusters without native sidecars.
@@ -74,21 +84,24 @@ var expectations = map[string]expectation{
 		kind: "Deployment", name: "prometheus-reader", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
 	},
 	// From issue 18, on main after this check was written. The Prometheus Operator's resources hold
-	// no pod; the multi-resource sidecar needs BEARER_TOKEN_RESOURCES, which this branch's image
-	// lacks: at the merge, replace notRun with its expectation (Deployment azure-reader, Secret
-	// prometheus-reader-sp, reader app as 10001, native sidecar azure-token) and register every
-	// resource it asks for in the stand-in's Audiences.
+	// no pod.
 	"deploy/podmonitor.yaml": {
 		notRun: "a Prometheus Operator PodMonitor: no pod to run, and this cluster has no operator CRDs",
 	},
 	"deploy/prometheusrule.yaml": {
 		notRun: "a Prometheus Operator PrometheusRule: no pod to run, and this cluster has no operator CRDs",
 	},
+	// Two tokens from one sidecar (BEARER_TOKEN_RESOURCES), and its metrics port.
 	"deploy/sidecar-resources-metrics.yaml": {
-		notRun: "written before BEARER_TOKEN_RESOURCES reached this branch: its expectation is to be filled in at the merge (see expect.go)",
+		secret: "prometheus-reader-sp", secretKey: "serviceprincipal.json", restricted: true,
+		kind: "Deployment", name: "azure-reader", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
+		otherTokens: map[string]string{"/var/run/azure-token/arm.json": "https://management.azure.com/"},
+		metricsPort: 9464,
 	},
+	// Its NetworkPolicies are accepted but not enforced: this cluster has no network policy engine.
 	"deploy/managed-identity.yaml": {
-		notRun: "needs entratest's IMDS stand-in listening on the pod bridge's gateway (AZURE_POD_IDENTITY_AUTHORITY_HOST in the test copy)",
+		managedIdentity: "00000000-0000-0000-0000-000000000000", namespace: "monitoring", restricted: true,
+		kind: "Deployment", name: "prometheus-reader-mi", reader: "app", readerUID: 10001, hardened: true, sidecar: "azure-token",
 	},
 	"deploy/workload-identity.yaml": {
 		workloadIdentity: true, namespace: "monitoring", restricted: true,

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -121,6 +122,16 @@ type cached struct {
 // resources [PrometheusResource] and [ManagementResource], and for Azure Arc a key directory keyDir
 // (ignored for the other kinds). Close it when done.
 func NewMIServer(kind Kind, keyDir string) (*MIServer, error) {
+	return NewMIServerAt(kind, keyDir, "127.0.0.1:0")
+}
+
+// NewMIServerAt is [NewMIServer] listening on addr ("IP:port", port 0 for any), such as a pod
+// bridge's gateway, where pods reach it as they reach IMDS on a node.
+func NewMIServerAt(kind Kind, keyDir, addr string) (*MIServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
 	sys := SystemIdentity
 	m := &MIServer{
 		Kind: kind, Secret: "identity-header-" + newGUID(), KeyDir: keyDir, TenantID: DefaultTenantID,
@@ -131,10 +142,13 @@ func NewMIServer(kind Kind, keyDir string) (*MIServer, error) {
 		cache:         map[string]cached{},
 	}
 	m.srv = httptest.NewUnstartedServer(http.HandlerFunc(m.serveHTTP))
+	m.srv.Listener.Close()
+	m.srv.Listener = ln
 	m.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are a test's point, not news
 	if kind == ServiceFabric {
 		cert, err := selfSignedCertificate()
 		if err != nil {
+			m.srv.Close()
 			return nil, err
 		}
 		sum := sha1.Sum(cert.Certificate[0])

@@ -3,7 +3,8 @@
 // are this program, with its arguments as the image's default command, so that the manifests run
 // unchanged. It reads the token file the init container (or sidecar) wrote, as whatever user the
 // pod runs it, and checks it the way a consumer depends on it: a regular file holding one JWT whose
-// "aud" is the resource and whose "exp" is in the future. It prints one line per read, with the
+// "aud" is the resource and whose "exp" is in the future (or, for BEARER_TOKEN_FORMAT json, a JSON
+// object whose access_token is that JWT and whose expires_on is its exp). It prints one line per read, with the
 // file's mode and owner, its user, the claims that matter and a short hash to tell tokens apart
 // (never the token), and exits 0 only if every read was good.
 //
@@ -140,9 +141,22 @@ func read(path, audience string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	parts := strings.Split(string(b), ".")
-	if len(b) == 0 || len(parts) != 3 || strings.ContainsAny(string(b), " \n\r\t") {
-		return "", fmt.Errorf("not one JWT (%d bytes)", len(b))
+	token, format := b, "token"
+	if len(b) > 0 && b[0] == '{' {
+		// BEARER_TOKEN_FORMAT json: {"access_token","token_type","expires_on","resource"}; its
+		// expires_on must agree with the token's exp.
+		var v struct {
+			AccessToken string `json:"access_token"`
+			ExpiresOn   int64  `json:"expires_on"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return "", fmt.Errorf("not a JSON token file: %v", err)
+		}
+		token, format = []byte(v.AccessToken), fmt.Sprintf("json expires_on=%d", v.ExpiresOn)
+	}
+	parts := strings.Split(string(token), ".")
+	if len(token) == 0 || len(parts) != 3 || strings.ContainsAny(string(token), " \n\r\t") {
+		return "", fmt.Errorf("not one JWT (%d bytes)", len(token))
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
@@ -162,8 +176,11 @@ func read(path, audience string) (string, error) {
 	if !exp.After(time.Now()) {
 		return "", fmt.Errorf("expired at %s", exp.UTC().Format(time.RFC3339))
 	}
+	if format != "token" && format != fmt.Sprintf("json expires_on=%d", int64(claims.Exp)) {
+		return "", fmt.Errorf("%s, but the token's exp is %d", format, int64(claims.Exp))
+	}
 	st := fi.Sys().(*syscall.Stat_t)
 	sum := sha256.Sum256(b)
-	return fmt.Sprintf("mode %v owner %d:%d, %d bytes, aud=%s, exp=%s, sha256:%x",
-		fi.Mode().Perm(), st.Uid, st.Gid, len(b), claims.Aud, exp.UTC().Format(time.RFC3339), sum[:6]), nil
+	return fmt.Sprintf("mode %v owner %d:%d, %d bytes, aud=%s, exp=%s, sha256:%x, format %s",
+		fi.Mode().Perm(), st.Uid, st.Gid, len(b), claims.Aud, exp.UTC().Format(time.RFC3339), sum[:6], format), nil
 }
