@@ -20,21 +20,24 @@ import (
 // adopt is refresh mode's start when BEARER_TOKEN_FILE already holds a token: it returns the token to
 // keep fresh, received now as far as the schedule is concerned, and true when [adoptable] says the
 // file is ours and good for longer than the renewal margin (or the last attempt's room, if longer);
-// false otherwise, and the file is then replaced as before. It logs which, and why not; nothing when
+// false otherwise, and the file is then replaced as before. lost is true when the file is ours
+// ([ownToken]) but expired or about to: the last process's renewals failed, and the first token is
+// requested as in a throttled fleet ([throttledFailures]). It logs which, and why not; nothing when
 // there is no file. It makes no request.
-func adopt(cfg config, info sourceInfo, log *slog.Logger, now time.Time) (issued, bool) {
+func adopt(cfg config, info sourceInfo, log *slog.Logger, now time.Time) (tok issued, ok, lost bool) {
 	facts, ok := readTokenFileFacts(cfg.tokenFile, cfg.format)
 	if !ok {
-		return issued{}, false
+		return issued{}, false, false
 	}
 	minValidity := max(refreshPolicy.margin, refreshPolicy.lastAttempt)
 	why := "the credential names no tenant or client ID"
 	if info.tenant != "" && info.clientID != "" {
 		why = adoptable(facts, os.Geteuid(), cfg.fileMode, cfg.audience, info.tenant, info.clientID, minValidity, now)
+		lost = why != "" && ownToken(facts, os.Geteuid(), cfg.fileMode, cfg.audience, info.tenant, info.clientID, now) == ""
 	}
 	if why != "" {
 		log.Info("replacing the token file", slices.Concat(info.who, []any{"file", cfg.tokenFile, "reason", why})...)
-		return issued{}, false
+		return issued{}, false, lost
 	}
 	var matched string
 	for _, a := range facts.claims.aud {
@@ -45,7 +48,7 @@ func adopt(cfg config, info sourceInfo, log *slog.Logger, now time.Time) (issued
 	}
 	log.Info("kept the access token in the token file: ours, and valid; no request", slices.Concat(info.who, []any{"resource", cfg.resource,
 		"audience", matched, "expires", timestamp(facts.claims.expiry), "file", cfg.tokenFile})...)
-	return issued{tokenClaims: tokenClaims{matchedAudience: matched, expiry: facts.claims.expiry}, received: now}, true
+	return issued{tokenClaims: tokenClaims{matchedAudience: matched, expiry: facts.claims.expiry}, received: now}, true, false
 }
 
 // tokenFileFacts is what adopting looks at in the file at BEARER_TOKEN_FILE: its type, owner and
@@ -65,6 +68,22 @@ type tokenFileFacts struct {
 // (nbf within the clock skew allowed). It returns "" when it is, and otherwise why not, for the log.
 // A tenant given as a domain name never matches the token's "tid", a GUID: such a file is replaced.
 func adoptable(f tokenFileFacts, uid int, mode fs.FileMode, audience, tenant, clientID string, minValidity time.Duration, now time.Time) string {
+	if why := ownToken(f, uid, mode, audience, tenant, clientID, now); why != "" {
+		return why
+	}
+	switch c := f.claims; {
+	case !c.expiry.After(now):
+		return "expired at " + timestamp(c.expiry)
+	case c.expiry.Sub(now) <= minValidity:
+		return fmt.Sprintf("expires at %s, within %s", timestamp(c.expiry), minValidity)
+	}
+	return ""
+}
+
+// ownToken is [adoptable] without the expiry: "" when f is a token file this program wrote for this
+// credential and audience (as adoptable says), valid already, whether or not it has expired; otherwise
+// why not.
+func ownToken(f tokenFileFacts, uid int, mode fs.FileMode, audience, tenant, clientID string, now time.Time) string {
 	c := f.claims
 	switch {
 	case !f.regular:
@@ -83,10 +102,6 @@ func adoptable(f tokenFileFacts, uid int, mode fs.FileMode, audience, tenant, cl
 		return "for another client ID"
 	case notYetValid(c.notBefore, now) != nil:
 		return "not valid yet (nbf)"
-	case !c.expiry.After(now):
-		return "expired at " + timestamp(c.expiry)
-	case c.expiry.Sub(now) <= minValidity:
-		return fmt.Sprintf("expires at %s, within %s", timestamp(c.expiry), minValidity)
 	}
 	return ""
 }

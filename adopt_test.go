@@ -94,6 +94,7 @@ func TestRefreshAdopts(t *testing.T) {
 		mode    os.FileMode
 		content string // instead of a token
 		kept    bool
+		lost    bool // ours, expired or about to: the start is throttled (congestion)
 		wantLog string
 	}{
 		{name: "ours, 40 minutes left: kept", claims: map[string]any{"exp": time.Now().Add(40 * time.Minute).Unix()}, kept: true,
@@ -103,8 +104,8 @@ func TestRefreshAdopts(t *testing.T) {
 		{name: "another client ID", claims: map[string]any{"appid": "22222222-0000-4000-8000-000000000000"}, wantLog: `reason="for another client ID"`},
 		{name: "another tenant", claims: map[string]any{"tid": "11111111-0000-4000-8000-000000000000"}, wantLog: `reason="for another tenant"`},
 		{name: "another audience", claims: map[string]any{"aud": entratest.ManagementResource}, wantLog: `reason="for another audience"`},
-		{name: "within the renewal margin", claims: map[string]any{"exp": time.Now().Add(4 * time.Minute).Unix()}, wantLog: "within 5m0s"},
-		{name: "expired", claims: map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}, wantLog: `reason="expired at`},
+		{name: "within the renewal margin", claims: map[string]any{"exp": time.Now().Add(4 * time.Minute).Unix()}, lost: true, wantLog: "within 5m0s"},
+		{name: "expired", claims: map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}, lost: true, wantLog: `reason="expired at`},
 		{name: "not valid for 10 years", claims: map[string]any{"nbf": time.Now().AddDate(10, 0, 0).Unix()}, wantLog: "not valid yet (nbf)"},
 		{name: "another mode", mode: 0o600, wantLog: "mode 0600, not BEARER_TOKEN_FILE_MODE's 0644"},
 		{name: "not a token", content: "left-by-someone-else", wantLog: "not a signed JWT"},
@@ -126,6 +127,9 @@ func TestRefreshAdopts(t *testing.T) {
 			out := l.log.String()
 			if !strings.Contains(out, tc.wantLog) {
 				t.Errorf("log does not hold %q:\n%s", tc.wantLog, out)
+			}
+			if throttled := strings.Contains(out, "throttled=true"); throttled != tc.lost {
+				t.Errorf("the start is throttled: %v, want %v:\n%s", throttled, tc.lost, out)
 			}
 			requests := len(f.srv.Requests())
 			if tc.kept {

@@ -59,15 +59,25 @@ const lastAttemptRoom = time.Second
 // the first), ra the server's Retry-After (zero for none), left the time until BEARER_TOKEN_TIMEOUT,
 // r random in [0, 1).
 //
-// With a Retry-After the wait is [serverWait] for the first three failures, and its random share
-// doubles with each one after (5 to 15 s three times, then 5 to 25, 5 to 45 for ra 5 s): a crowd that
-// is refused again and again thins out, and the few refused twice in a rollout are not held back
-// (doubling from the third failure on made the last of 500 pods wait 60 s in TestFleetPolicy). Without, it is the decorrelated backoff after prev. Either is cut so that one
-// last attempt still fits before the deadline. ok is false when none fits any more: less than
-// lastAttemptRoom left, or a server asking to wait past the deadline.
+// With a Retry-After the wait is [serverWait] for the first three failures (5 to 15 s for ra 5 s), so
+// that a rollout's crowd, refused at once, comes back over enough seconds to be admitted (with 500
+// pods and a tenant admitting 20 a second, the last within 45 s); after the fourth, ra plus up to four
+// times ra (5 to 25 s); from the fifth on, a random point in the later half of the time left, at
+// least ra: a pod refused five times is in a crowd larger than the tenant admits, and each more
+// attempt only adds to the refusals (issue 16: with 500 pods at 5 a second, doubling waits cost 6
+// requests per token issued), so it makes one or two more before BEARER_TOKEN_TIMEOUT and leaves the
+// next to the kubelet's restart. Without a Retry-After, it is the decorrelated backoff after prev.
+// Either is cut so that one last attempt still fits before the deadline. ok is false when none fits
+// any more: less than lastAttemptRoom left, or a server asking to wait past the deadline.
 func firstTokenWait(failures int, prev, ra, left time.Duration, r float64) (wait time.Duration, ok bool) {
 	return firstTokenBackoff.firstTokenWait(failures, prev, ra, left, r)
 }
+
+// throttledFailures is the failure count after which [firstTokenWait] stops retrying within seconds: a
+// process that starts from its own token file, expired or about to (its renewals were refused: the
+// kubelet restarted it), starts its count there, having no crowd of its own to wait out; and a first
+// token that took as many refusals (429) starts refresh mode congested ([congestion]).
+const throttledFailures = 4
 
 // firstTokenWait is [firstTokenWait] with b as the backoff without a Retry-After.
 func (b decorrelated) firstTokenWait(failures int, prev, ra, left time.Duration, r float64) (wait time.Duration, ok bool) {
@@ -75,11 +85,15 @@ func (b decorrelated) firstTokenWait(failures int, prev, ra, left time.Duration,
 	if last <= 0 || ra > last {
 		return 0, false
 	}
-	if ra > 0 {
-		grow := float64(int64(1) << min(max(failures-3, 0), 20))
-		wait = ra + scale(ra, serverShare*grow*r)
-	} else {
+	switch {
+	case ra == 0:
 		wait = b.next(prev, r)
+	case failures < throttledFailures:
+		wait = serverWait(ra, r)
+	case failures == throttledFailures:
+		wait = ra + scale(ra, 2*serverShare*r)
+	default:
+		wait = max(ra, scale(last, (1+r)/2))
 	}
 	return min(wait, last), true
 }
@@ -101,13 +115,23 @@ func (b decorrelated) firstTokenWait(failures int, prev, ra, left time.Duration,
 // Retry-After, however long (a billion seconds, an HTTP date hours ahead), lets the token expire
 // without that attempt. Once that point has passed, the wait is what the rules above say, and the
 // token expires first when it is longer.
-func (p renewalPolicy) retryWait(prev, ra, validity time.Duration, r float64) time.Duration {
+//
+// When congested (see [congestion]) and the server refused with 429 (throttled), retry is false: the
+// pod gives way, and its token runs out (then refresh mode exits with status 10, and the kubelet restarts it). A
+// tenant that refuses renewal after renewal admits fewer tokens than the fleet's pods need; every
+// retry of a pod that holds one is a request refused or a token taken from a pod that has none (issue
+// 16, 500 pods at 5 a second for an hour in TestFleetPolicy: 2.6 requests per token issued with
+// retries, 1.7 without).
+func (p renewalPolicy) retryWait(prev, ra, validity time.Duration, r float64, congested, throttled bool) (wait time.Duration, retry bool) {
+	if congested && throttled {
+		return 0, false
+	}
 	d := decorrelated{p.retryBase, p.retryMax}.next(prev, r)
 	d = max(d, serverWait(ra, r), scale(validity, p.yieldShare*(1+r)/2))
 	if last := validity - p.lastAttempt; last > 0 {
 		d = min(d, last)
 	}
-	return d
+	return d, true
 }
 
 // renewAt returns how long after receiving a token valid for lifetime (its "exp" less the time it
@@ -117,8 +141,16 @@ func (p renewalPolicy) retryWait(prev, ra, validity time.Duration, r float64) ti
 // sooner than p.floor. The wide spread dissolves a rollout's wave within one lifetime: with ±10% the
 // renewals of pods started together stayed in step for many lifetimes (issue 16). Renewals average
 // half the lifetime, two per lifetime, as MSAL's and azcore's do.
-func (p renewalPolicy) renewAt(lifetime time.Duration, r float64) time.Duration {
+//
+// When congested (see [congestion]), the renewal is late instead: uniformly in [75%, 95%] of the time
+// to the latest renewal (p.margin, or p.lastAttempt, before expiry), so that a tenant that admits too
+// few tokens for the fleet serves more pods with them: a token renewed at half its lifetime holds
+// half of it, unused, from a pod that has none.
+func (p renewalPolicy) renewAt(lifetime time.Duration, r float64, congested bool) time.Duration {
 	lifetime = min(lifetime, maxLifetime)
+	if congested {
+		return max(scale(lifetime-max(p.margin, p.lastAttempt), 0.75+0.2*r), p.floor)
+	}
 	d := scale(lifetime, 0.5+p.spread*(r-0.5))
 	if latest := lifetime - p.margin; d > latest {
 		d = scale(latest, 1-p.jitter*r)
@@ -132,7 +164,7 @@ func (p renewalPolicy) renewAt(lifetime time.Duration, r float64) time.Duration 
 // but at least sameFloor: the endpoint is asked again, a few times at most (30 s halved down to 1 s),
 // before the token expires.
 func (p renewalPolicy) renewSameAfter(lifetime time.Duration, r float64) time.Duration {
-	if d := p.renewAt(lifetime, r); d < lifetime {
+	if d := p.renewAt(lifetime, r, false); d < lifetime {
 		return d
 	}
 	return max(lifetime/2, p.sameFloor)
@@ -154,3 +186,41 @@ const maxClockSkew = 5 * time.Minute
 // is never published (a misbehaving server or a policy change would otherwise shorten the file's
 // validity, and the renewal scheduled from it could come after it expired).
 func keepCurrent(current, fresh time.Time) bool { return fresh.Before(current) }
+
+// congestion is what a sidecar remembers of a tenant that throttles it (429 Too Many Requests, not an
+// outage's 503): on after a renewal cycle in which a renewal was refused with 429, after a first token
+// that took [throttledFailures] refusals or more (the crowd was larger than the tenant admits), or at a
+// start from its own token file, expired or about to (the last process's renewals were refused); off
+// again after congestionClears renewal cycles in a row without a 429. While on, the pod renews late
+// and does not retry a renewal refused with 429 ([renewalPolicy.renewAt], [renewalPolicy.retryWait]):
+// the tenant's tokens go round the fleet, each used to its end, instead of to the pods that retry
+// hardest. A first token that took only the quick retries does not turn it on: a rollout that the
+// tenant admits within seconds leaves renewals a moment's refusal later (in TestFleetPolicy's 20/s
+// case, that cost pods their token). Memory, not a count of failures: congestion outlasts one renewal
+// cycle, as TCP keeps its slow-start threshold across losses.
+type congestion struct {
+	on    bool
+	clean int // renewals in a row that succeeded at their first attempt while on
+}
+
+// congestionClears is how many renewal cycles without a 429 turn congestion off: for Entra's tokens,
+// hours, long enough for a tenant's overload to have passed and short enough that a pod throttled once
+// does not renew late for ever (a managed identity endpoint that hands back its cached token is asked
+// minutes apart: there, minutes). Fewer let pods go back to early renewals and retries while an
+// overload went on (TestFleetPolicy's 5/s case: 1.91 requests per token at 30 minutes with 3, 1.79
+// when it never turns off).
+const congestionClears = 3
+
+// after returns the state after a renewal succeeded; refused tells whether an attempt at it was
+// refused with 429 first.
+func (c congestion) after(refused bool) congestion {
+	switch {
+	case refused:
+		return congestion{on: true}
+	case !c.on:
+		return c
+	case c.clean+1 >= congestionClears:
+		return congestion{}
+	}
+	return congestion{on: true, clean: c.clean + 1}
+}

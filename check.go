@@ -28,10 +28,13 @@ const maxTokenType = 16
 const maxAudiences = 4
 
 // issued is a token that was checked and published: its claims, and when it was received by the
-// job's clock, from which its renewal is scheduled.
+// job's clock, from which its renewal is scheduled. throttled is true when the attempts at it were
+// refused (429) [throttledFailures] times or more, counted from there when the token file held our own
+// token, expired or about to, before it: refresh mode then starts congested ([congestion]).
 type issued struct {
 	tokenClaims
-	received time.Time
+	received  time.Time
+	throttled bool
 }
 
 // tokenClaims is what the checks learned from the access token: the "aud" value that matched the

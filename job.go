@@ -83,8 +83,8 @@ func firstToken(ctx context.Context, cfg config, src source, log *slog.Logger, n
 
 // oneShot is [firstToken] within its deadline: check the CA files, what is at the token file's path,
 // and the credential; make sure the token file can be created; in refresh mode, keep a token file of
-// ours that is still good ([adopt]); otherwise request the token, with retries; check it; publish the
-// file.
+// ours that is still good ([adopt]); otherwise request the token, with retries (as a throttled
+// fleet's, when the file held a token of ours that had run out); check it; publish the file.
 func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now func() time.Time) (issued, error) {
 	if err := checkTrustedCAs(cfg.caFile, cfg.caDirs); err != nil {
 		return issued{}, err
@@ -102,11 +102,17 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	if err := checkTokenDir(cfg.tokenFile, cfg.replace); err != nil {
 		return issued{}, withExit(exitWrite, err)
 	}
+	// The refusals firstTokenWait counts from: none, or the slow waits' after a token of ours was lost.
+	failed := 0
 	if cfg.refresh { // after the directory check: renewals will replace the file there
-		if tok, ok := adopt(cfg, info, log, now()); ok {
+		tok, ok, lost := adopt(cfg, info, log, now())
+		if ok {
 			cfg.metrics.setCredential(credentialKind(info.attrs))
 			cfg.metrics.published(cfg.tokenFile, tok.expiry, "", tok.received, true) // its "iat" unread: no issue time until the first renewal
 			return tok, nil
+		}
+		if lost {
+			failed = throttledFailures
 		}
 	}
 
@@ -116,7 +122,7 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	log.Info("requesting access token", slices.Concat([]any{"version", programVersion()}, info.who,
 		[]any{"resource", cfg.resource}, info.attrs, []any{"token_endpoint", info.endpoint, "proxy", info.proxy}, cfg.modeAttrs())...)
 	client := cfg.httpClient()
-	resp, err := requestToken(ctx, info.endpoint, func(ctx context.Context) (*tokenResponse, error) {
+	resp, refusals, err := requestToken(ctx, info.endpoint, failed, func(ctx context.Context) (*tokenResponse, error) {
 		return src.token(ctx, client, now())
 	}, log)
 	if err != nil {
@@ -135,5 +141,5 @@ func oneShot(ctx context.Context, cfg config, src source, log *slog.Logger, now 
 	log.Info("wrote access token", slices.Concat(info.who, []any{"resource", cfg.resource,
 		"audience", claims.matchedAudience, "expires", timestamp(claims.expiry),
 		"file", cfg.tokenFile, "mode", fmt.Sprintf("%04o", cfg.fileMode)})...)
-	return issued{tokenClaims: claims, received: received}, nil
+	return issued{tokenClaims: claims, received: received, throttled: refusals >= throttledFailures}, nil
 }

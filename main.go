@@ -127,9 +127,13 @@
 // for as long as BEARER_TOKEN_TIMEOUT leaves time for another attempt, with no fixed count: each wait is
 // random, so that pods started together do not come back together, from 1 to 3 seconds after the first
 // failure, growing to at most 30 (decorrelated jitter); a Retry-After is a floor, and the wait is
-// Retry-After plus up to twice as much again at random (plus a share that doubles from the fourth
-// refusal on). A server asking to wait past the deadline ends the run at once. Each failure is one log
-// line; the final error says why the last attempt failed. SIGTERM and SIGINT stop the run at once.
+// Retry-After plus up to twice as much again at random for the first three failures, up to four times
+// after the fourth, and from the fifth on half to all of the time left before BEARER_TOKEN_TIMEOUT (a
+// crowd that large is more than the tenant admits: one or two more attempts, and the kubelet's restart,
+// do better than many). A refresh-mode sidecar that starts from its own token file, expired or within
+// 5 minutes of it, counts its first failure as the fifth. A server asking to wait past the deadline
+// ends the run at once. Each failure is one log line; the final error says why the last attempt
+// failed. SIGTERM and SIGINT stop the run at once.
 //
 // With managed identity the request is a GET to the host's endpoint with api-version, resource
 // (AZURE_RESOURCE, exactly as given) and, for a user-assigned identity, its selector in the endpoint's
@@ -193,7 +197,13 @@
 // the current token in the file and is retried after the longest of: a random wait from 10 seconds,
 // growing to at most 5 minutes; a Retry-After plus up to twice as much again; and a quarter to a half of
 // the time the current token has left (a pod whose token is valid for long yields to pods that have
-// none). But however long a Retry-After, one last attempt comes 1 minute before the token expires. Each
+// none). But however long a Retry-After, one last attempt comes 1 minute before the token expires.
+// A sidecar that a tenant throttled lately (a renewal refused with 429 Too Many Requests in one of its
+// last three renewal cycles, a first token refused with 429 four times or more, or a start from its
+// own token file, expired or within 5 minutes of it) renews late, at 75% to 95% of the time to 5
+// minutes before expiry, and does not retry a renewal refused with 429 (an outage's 503 it does): it
+// logs so, keeps the token in the file until it expires, and exits with status 10, leaving the
+// tenant's tokens to pods that have none. Each
 // renewal is one log line with the new expiry and the next renewal; each failure one line with the
 // reason and when the current token expires. A renewal that has not finished within
 // BEARER_TOKEN_TIMEOUT (a credential file on a hung mount) fails and is retried the same way. When the

@@ -554,7 +554,7 @@ func (s *managedIdentitySource) interpret(host miHost, resp *http.Response, body
 			host, resp.Request.URL.Host, resp.StatusCode, http.StatusText(resp.StatusCode),
 			truncate(resp.Header.Get("Content-Type"), maxField), len(body), s.notIdentityEndpoint(host, resp.StatusCode))
 		if s.retryStatus(host, resp.StatusCode) {
-			return nil, &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+			return nil, retryAnswer(resp, err)
 		}
 		return nil, err
 	}
@@ -573,7 +573,7 @@ func (s *managedIdentitySource) interpret(host miHost, resp *http.Response, body
 		err = r.err
 	}
 	if imdsRetryable(resp.StatusCode) {
-		return nil, &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		return nil, retryAnswer(resp, err)
 	}
 	return nil, err
 }

@@ -92,11 +92,17 @@ func (systemClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 // status 10 once the current token has expired without a renewal. It never returns while that token is
 // valid.
 func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, clk clock, tok issued) error {
-	next := tok.received.Add(refreshPolicy.renewAt(tok.expiry.Sub(tok.received), rand.Float64()))
-	log.Info("keeping the access token fresh", "expires", timestamp(tok.expiry), "next_renewal", timestamp(next))
+	cong := congestion{on: tok.throttled}
+	next := tok.received.Add(refreshPolicy.renewAt(tok.expiry.Sub(tok.received), rand.Float64(), cong.on))
+	attrs := []any{"expires", timestamp(tok.expiry), "next_renewal", timestamp(next)}
+	if cong.on {
+		attrs = append(attrs, "throttled", true)
+	}
+	log.Info("keeping the access token fresh", attrs...)
 	failures := 0
 	var lastErr error
 	var prevWait time.Duration
+	refused, gaveWay := false, false // this cycle: a renewal refused with 429; not retried after one
 	for {
 		wake := next
 		if tok.expiry.Before(wake) {
@@ -106,7 +112,7 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 			return stopped(ctx, log, tok)
 		}
 		if now := clk.Now(); !now.Before(tok.expiry) {
-			return expired(cfg, tok, next, lastErr)
+			return expired(cfg, tok, next, lastErr, gaveWay)
 		} else if now.Before(next) {
 			continue
 		}
@@ -118,12 +124,20 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 			failures++
 			lastErr = err
 			var serverWait time.Duration
+			throttled := false
 			if r, ok := errors.AsType[*retryable](err); ok {
-				serverWait = r.retryAfter
+				serverWait, throttled = r.retryAfter, r.throttled
 			}
+			refused = refused || throttled
 			now := clk.Now()
-			prevWait = refreshPolicy.retryWait(prevWait, serverWait, tok.expiry.Sub(now), rand.Float64())
-			next = now.Add(prevWait)
+			wait, retry := refreshPolicy.retryWait(prevWait, serverWait, tok.expiry.Sub(now), rand.Float64(), cong.on, throttled)
+			if !retry {
+				gaveWay, next = true, tok.expiry
+				log.Warn("renewing access token failed; not retrying: the server is throttling (429) and was lately, so this sidecar gives way to pods without a token; the token file keeps the current token until it expires",
+					"error", err.Error(), "failures", failures, "token_expires", timestamp(tok.expiry))
+				continue
+			}
+			prevWait, next = wait, now.Add(wait)
 			log.Warn("renewing access token failed; the token file keeps the current token", "error", err.Error(),
 				"failures", failures, "retry_at", timestamp(next), "token_expires", timestamp(tok.expiry))
 			continue
@@ -132,15 +146,18 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 		// the same "exp". That is no failure; the next renewal comes at half of what is left, and
 		// before expiry even when the floor would put it after ([renewalPolicy.renewSameAfter]).
 		same := !fresh.expiry.After(tok.expiry)
-		tok, failures, lastErr, prevWait = fresh, 0, nil, 0
-		renewIn := refreshPolicy.renewAt
+		cong = cong.after(refused)
+		tok, failures, lastErr, prevWait, refused = fresh, 0, nil, 0, false
+		next = tok.received.Add(refreshPolicy.renewAt(tok.expiry.Sub(tok.received), rand.Float64(), cong.on))
 		if same {
-			renewIn = refreshPolicy.renewSameAfter
+			next = tok.received.Add(refreshPolicy.renewSameAfter(tok.expiry.Sub(tok.received), rand.Float64()))
 		}
-		next = tok.received.Add(renewIn(tok.expiry.Sub(tok.received), rand.Float64()))
-		attrs := []any{"expires", timestamp(tok.expiry), "next_renewal", timestamp(next)}
+		attrs = []any{"expires", timestamp(tok.expiry), "next_renewal", timestamp(next)}
 		if same {
 			attrs = append(attrs, "same_token", true)
+		}
+		if cong.on {
+			attrs = append(attrs, "throttled", true)
 		}
 		log.Info("renewed access token", attrs...)
 	}
@@ -234,10 +251,14 @@ func stopped(ctx context.Context, log *slog.Logger, tok issued) error {
 }
 
 // expired returns the error of refresh mode, with exit status 10, when the token tok has expired
-// without a renewal: the last renewal's failure; or, if none was tried, that the renewal due at next
-// came too late, because the floor put it after expiry, or because the program did not run in time.
-func expired(cfg config, tok issued, next time.Time, lastErr error) error {
+// without a renewal: the last renewal's failure (gaveWay: not retried, the server throttling); or, if
+// none was tried, that the renewal due at next came too late, because the floor put it after expiry,
+// or because the program did not run in time.
+func expired(cfg config, tok issued, next time.Time, lastErr error, gaveWay bool) error {
 	switch {
+	case lastErr != nil && gaveWay:
+		return &exitError{code: exitRequest, err: fmt.Errorf("the access token in %q expired at %s: its renewal was refused and not retried, giving way to pods without a token, as the server kept throttling (see README, Many pods): %w",
+			cfg.tokenFile, timestamp(tok.expiry), lastErr)}
 	case lastErr != nil:
 		// Not withExit: lastErr may carry a status of its own (1 for an unreadable credential file, 2
 		// for an invalid one), which would win, and this exit is 10 whatever the renewals' cause.

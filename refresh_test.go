@@ -775,3 +775,101 @@ func TestRefreshResources(t *testing.T) {
 		t.Errorf("heap grew by %d KiB over 100 renewals", growth>>10)
 	}
 }
+
+// TestRefreshGivesWay: a sidecar that a throttling tenant has refused before (a renewal refused with
+// Retry-After in its last cycle, or its own token lost, expired, in the file at start) does not retry
+// the next refused renewal: it logs so, keeps the file until the token expires, then exits with status
+// 10 saying why, having made no request after the refusal. One that was never refused retries.
+func TestRefreshGivesWay(t *testing.T) {
+	t.Parallel()
+	refusal := entratest.Response{Status: 429, Header: map[string]string{"Retry-After": "5"}, Body: "slow down"}
+	outage := entratest.Response{Status: 503, Header: map[string]string{"Retry-After": "5"}, Body: "down"}
+	for _, tc := range []struct {
+		name     string
+		lost     bool // start with our own token file, expired
+		requests int  // in all, the first token's included
+	}{
+		{"token lost before: the first refused renewal gives way", true, 2},
+		{"a refused renewal retried, then the next refused gives way", false, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			if tc.lost {
+				mustDo(t, os.WriteFile(f.tokenFile, []byte(tokenFor(t, map[string]any{"exp": time.Now().Add(-time.Minute).Unix()})), 0o644))
+				mustDo(t, os.Chmod(f.tokenFile, 0o644))
+			}
+			var mu sync.Mutex
+			ok := 0
+			f.srv.Answered = func(_ entratest.Request, status int) {
+				mu.Lock()
+				defer mu.Unlock()
+				if status != 200 {
+					return
+				}
+				ok++
+				// After the first token; without a lost token, also after the renewal retried.
+				if ok == 1 && tc.lost || ok == 2 && !tc.lost {
+					f.srv.Enqueue(refusal)
+				}
+			}
+			clk := newFakeClock()
+			clk.Pause()
+			l := startLoop(t, f, clk, &logBuffer{})
+			l.started()
+			if !tc.lost {
+				f.srv.Enqueue(refusal) // the first renewal: refused, then retried
+			}
+			clk.Resume()
+			err := l.wait()
+			out := l.log.String()
+			t.Logf("error: %v; log:\n%s", err, out)
+			if got := exitStatus(err); got != exitRequest {
+				t.Fatalf("exit status %d, want %d", got, exitRequest)
+			}
+			for _, want := range []string{"expired at", "not retried, giving way to pods without a token", "429 Too Many Requests"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not hold %q", want)
+				}
+			}
+			if !strings.Contains(out, "not retrying: the server is throttling") {
+				t.Error("the log does not say the refused renewal is not retried")
+			}
+			if !tc.lost && !strings.Contains(out, "renewed access token") {
+				t.Error("the first refused renewal was not retried to a success")
+			}
+			reqs := f.srv.Requests()
+			if len(reqs) != tc.requests {
+				t.Errorf("%d requests, want %d", len(reqs), tc.requests)
+			}
+			_, exp, err := parseTokenClaims(f.readToken())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if now := clk.Now(); now.Before(exp) {
+				t.Errorf("exited at %v, before the token expired at %v", now, exp)
+			}
+		})
+	}
+	// An outage (503, with a Retry-After) is no throttling: a pod that lost its token before retries.
+	t.Run("token lost before, then a 503 with Retry-After: retried", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		mustDo(t, os.WriteFile(f.tokenFile, []byte(tokenFor(t, map[string]any{"exp": time.Now().Add(-time.Minute).Unix()})), 0o644))
+		mustDo(t, os.Chmod(f.tokenFile, 0o644))
+		clk := newFakeClock()
+		clk.Pause()
+		l := startLoop(t, f, clk, &logBuffer{})
+		l.started()
+		f.srv.Enqueue(outage)
+		clk.Resume()
+		l.renewals(1)
+		if _, err := l.stop(); err != nil {
+			t.Errorf("refresh mode stopped with %v, want nil", err)
+		}
+		out := l.log.String()
+		if strings.Contains(out, "not retrying") || !strings.Contains(out, "503 Service Unavailable") {
+			t.Errorf("want the 503 logged and retried:\n%s", out)
+		}
+	})
+}

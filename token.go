@@ -101,10 +101,18 @@ func decodeTokenResponse(body []byte) (tokenResponse, error) {
 }
 
 // retryable marks a failed attempt that may succeed later. retryAfter is the server's Retry-After, zero
-// when it sent none.
+// when it sent none; throttled is true for 429 Too Many Requests: the server is well, and refuses this
+// client's share (RFC 6585 section 4), where a 503 says it is not.
 type retryable struct {
 	err        error
 	retryAfter time.Duration
+	throttled  bool
+}
+
+// retryAnswer returns err as [retryable], with resp's Retry-After and whether resp is a 429.
+func retryAnswer(resp *http.Response, err error) *retryable {
+	return &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		throttled: resp.StatusCode == http.StatusTooManyRequests}
 }
 
 func (r *retryable) Error() string { return r.err.Error() }
@@ -114,45 +122,52 @@ func (r *retryable) Unwrap() error { return r.err }
 // response, retrying what [retryable] marks for as long as ctx's deadline (BEARER_TOKEN_TIMEOUT)
 // leaves time for another attempt, with no fixed count: a tenant throttling a rollout of hundreds of
 // pods admits them over tens of seconds. Each wait is [firstTokenWait]'s: spread at random, a
-// Retry-After its floor. endpoint names where the attempts go, for messages. Each failure is one log
-// line; the error says why the last attempt failed (when the deadline cut an attempt short, also why
-// the one before failed) and never holds the form or a response body.
-func requestToken(ctx context.Context, endpoint string, try func(context.Context) (*tokenResponse, error), log *slog.Logger) (*tokenResponse, error) {
+// Retry-After its floor; counted from failed, the failures taken as already seen (0, or
+// [throttledFailures] after a lost token). endpoint names where the attempts go, for messages. Each
+// failure is one log line; the error says why the last attempt failed (when the deadline cut an
+// attempt short, also why the one before failed) and never holds the form or a response body.
+// refusals is the count at the success: failed plus the attempts refused with 429 (network errors and
+// outages are no crowd).
+func requestToken(ctx context.Context, endpoint string, failed int, try func(context.Context) (*tokenResponse, error), log *slog.Logger) (resp *tokenResponse, refusals int, err error) {
 	var prev time.Duration
 	var prevErr error
+	refusals = failed
 	for attempt := 1; ; attempt++ {
 		resp, err := try(ctx)
 		if err == nil {
-			return resp, nil
+			return resp, refusals, nil
 		}
 		if ctx.Err() != nil {
 			if prevErr != nil {
-				return nil, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), prevErr)
+				return nil, 0, fmt.Errorf("requesting access token from %q: %w (after: %w)", endpoint, context.Cause(ctx), prevErr)
 			}
-			return nil, fmt.Errorf("requesting access token from %q: %w", endpoint, context.Cause(ctx))
+			return nil, 0, fmt.Errorf("requesting access token from %q: %w", endpoint, context.Cause(ctx))
 		}
 		prevErr = err
 		r, ok := errors.AsType[*retryable](err)
 		if !ok {
-			return nil, err
+			return nil, 0, err
+		}
+		if r.throttled {
+			refusals++
 		}
 		left := time.Duration(math.MaxInt64)
 		if deadline, ok := ctx.Deadline(); ok {
 			left = time.Until(deadline)
 		}
-		delay, ok := firstTokenWait(attempt, prev, r.retryAfter, left, rand.Float64())
+		delay, ok := firstTokenWait(failed+attempt, prev, r.retryAfter, left, rand.Float64())
 		if !ok {
 			if r.retryAfter > 0 && r.retryAfter > left-lastAttemptRoom {
-				return nil, fmt.Errorf("giving up after %d attempts: the server asked to retry after %s (Retry-After), past the deadline %s from now (BEARER_TOKEN_TIMEOUT): %w",
+				return nil, 0, fmt.Errorf("giving up after %d attempts: the server asked to retry after %s (Retry-After), past the deadline %s from now (BEARER_TOKEN_TIMEOUT): %w",
 					attempt, r.retryAfter, left.Round(time.Second), err)
 			}
-			return nil, fmt.Errorf("giving up after %d attempts, too little time left for another (BEARER_TOKEN_TIMEOUT): %w", attempt, err)
+			return nil, 0, fmt.Errorf("giving up after %d attempts, too little time left for another (BEARER_TOKEN_TIMEOUT): %w", attempt, err)
 		}
 		prev = delay
 		log.Warn("token request failed, retrying", "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String(), "error", err.Error())
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("requesting access token from %q: %w (after %d attempts, the last: %w)", endpoint, context.Cause(ctx), attempt, err)
+			return nil, 0, fmt.Errorf("requesting access token from %q: %w (after %d attempts, the last: %w)", endpoint, context.Cause(ctx), attempt, err)
 		case <-time.After(delay):
 		}
 	}
@@ -300,7 +315,7 @@ func interpretResponse(resp *http.Response, body []byte) (*tokenResponse, error)
 		return &tr, nil
 	}
 	if retryableAnswer(resp.StatusCode, tr.Code) {
-		return nil, &retryable{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		return nil, retryAnswer(resp, err)
 	}
 	return nil, err
 }

@@ -473,6 +473,10 @@ func report(c fleetConfig, pods []*pod, reqs []entratest.Request, start time.Tim
 	fmt.Printf("requests: %d, %d tokens issued (%.2f requests per token), %d refused with 429\n", len(reqs), issued, float64(len(reqs))/math.Max(float64(issued), 1), refused)
 	fmt.Printf("per pod: requests mean %.2f, p95 %d, max %d; 429s mean %.2f, p95 %d, max %d\n",
 		float64(len(reqs))/float64(n), pct(perPod, 95), perPod[n-1], float64(refused)/float64(n), pct(refusedPerPod, 95), refusedPerPod[n-1])
+	if end > 5*time.Minute {
+		fmt.Printf("requests per token issued, by 5-minute window: %s\n", windows(reqs, start, end, 5*time.Minute, false))
+		fmt.Printf("requests per token issued, since the start, at each 5 minutes: %s\n", windows(reqs, start, end, 5*time.Minute, true))
+	}
 	peak, at := peakPerSecond(arrivals)
 	fmt.Printf("peak requests per second: %d (second %d)\n", peak, at)
 	if end > c.lifetime+10*time.Second {
@@ -488,6 +492,42 @@ func report(c fleetConfig, pods []*pod, reqs []entratest.Request, start time.Tim
 	if restartNote != "" {
 		fmt.Println(restartNote)
 	}
+}
+
+// windows returns requests per token issued (a 200) in each window of reqs from start to end, or,
+// cumulative, from start to each window's end: "0-5m 3.10, 5-10m 1.52, ...".
+func windows(reqs []entratest.Request, start time.Time, end, window time.Duration, cumulative bool) string {
+	n := int(end / window)
+	if end%window >= time.Second { // a last, partial window; not the run's last instant
+		n++
+	}
+	count := make([][2]int, n)
+	for _, r := range reqs {
+		w := int(r.Time.Sub(start) / window)
+		if w < 0 || w >= n {
+			continue
+		}
+		count[w][0]++
+		if r.Status == 200 {
+			count[w][1]++
+		}
+	}
+	var parts []string
+	var req, tok int
+	for w, c := range count {
+		if cumulative {
+			req, tok = req+c[0], tok+c[1]
+		} else {
+			req, tok = c[0], c[1]
+		}
+		from := time.Duration(w) * window
+		if cumulative {
+			from = 0
+		}
+		to := min(time.Duration(w+1)*window, end.Round(time.Second))
+		parts = append(parts, fmt.Sprintf("%v-%v %.2f", from, to, float64(req)/math.Max(float64(tok), 1)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func rateText(r float64) string {
