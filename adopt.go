@@ -32,8 +32,11 @@ func adopt(cfg config, info sourceInfo, log *slog.Logger, now time.Time) (tok is
 	minValidity := max(refreshPolicy.margin, refreshPolicy.lastAttempt)
 	why := "the credential names no tenant or client ID"
 	if info.tenant != "" && info.clientID != "" {
-		why = adoptable(facts, os.Geteuid(), cfg.fileMode, cfg.audience, info.tenant, info.clientID, minValidity, now)
-		lost = why != "" && ownToken(facts, os.Geteuid(), cfg.fileMode, cfg.audience, info.tenant, info.clientID, now) == ""
+		why = ownToken(facts, os.Geteuid(), cfg.fileMode, cfg.audience, info.tenant, info.clientID, now)
+		if why == "" {
+			why = validFor(facts.claims, minValidity, now)
+			lost = why != ""
+		}
 	}
 	if why != "" {
 		log.Info("replacing the token file", slices.Concat(info.who, []any{"file", cfg.tokenFile, "reason", why})...)
@@ -71,7 +74,13 @@ func adoptable(f tokenFileFacts, uid int, mode fs.FileMode, audience, tenant, cl
 	if why := ownToken(f, uid, mode, audience, tenant, clientID, now); why != "" {
 		return why
 	}
-	switch c := f.claims; {
+	return validFor(f.claims, minValidity, now)
+}
+
+// validFor returns "" when c's token is valid for more than minValidity from now, and otherwise why
+// not: expired, or expiring within minValidity.
+func validFor(c jwtClaims, minValidity time.Duration, now time.Time) string {
+	switch {
 	case !c.expiry.After(now):
 		return "expired at " + timestamp(c.expiry)
 	case c.expiry.Sub(now) <= minValidity:

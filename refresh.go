@@ -148,9 +148,11 @@ func keepFresh(ctx context.Context, cfg config, src source, log *slog.Logger, cl
 		same := !fresh.expiry.After(tok.expiry)
 		cong = cong.after(refused)
 		tok, failures, lastErr, prevWait, refused = fresh, 0, nil, 0, false
-		next = tok.received.Add(refreshPolicy.renewAt(tok.expiry.Sub(tok.received), rand.Float64(), cong.on))
+		lifetime, r := tok.expiry.Sub(tok.received), rand.Float64()
 		if same {
-			next = tok.received.Add(refreshPolicy.renewSameAfter(tok.expiry.Sub(tok.received), rand.Float64()))
+			next = tok.received.Add(refreshPolicy.renewSameAfter(lifetime, r))
+		} else {
+			next = tok.received.Add(refreshPolicy.renewAt(lifetime, r, cong.on))
 		}
 		attrs = []any{"expires", timestamp(tok.expiry), "next_renewal", timestamp(next)}
 		if same {
